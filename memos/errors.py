@@ -1,0 +1,67 @@
+"""Typed errors raised by memos.
+
+Library code raises these; only the CLI and the HTTP layer turn them into exit
+codes or status codes. Every error leaves what is already stored untouched.
+"""
+
+from __future__ import annotations
+
+
+class MemosError(Exception):
+    """Base class of every error memos raises on purpose."""
+
+
+class ConfigError(MemosError):
+    """A configuration value is invalid (names the value and what is allowed)."""
+
+
+class InvalidInputError(MemosError):
+    """Caller input is malformed."""
+
+
+class InvalidTextError(InvalidInputError):
+    """Text is empty, not a string, not valid Unicode, or contains NUL."""
+
+
+class TextTooLongError(InvalidTextError):
+    """Text exceeds the configured limit (use ``add_document`` to chunk it)."""
+
+
+class InvalidFilterError(InvalidInputError):
+    """A search or list filter names an unknown field or holds a bad value."""
+
+
+class NotFoundError(MemosError):
+    """A named thing does not exist."""
+
+
+class UnknownItemError(NotFoundError):
+    """No memory item has this id (or it was purged)."""
+
+
+class UnknownCubeError(NotFoundError):
+    """No cube has this name."""
+
+
+class DuplicateError(MemosError):
+    """The change would store text that already exists in the cube."""
+
+
+class EmbedderError(MemosError):
+    """The embedder failed or returned unusable vectors (NaN, wrong shape)."""
+
+
+class StoreError(MemosError):
+    """The database could not be opened or used."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer memos (unknown schema revision)."""
+
+
+class ImportFormatError(InvalidInputError):
+    """A JSONL export file is malformed; nothing from it was stored."""
+
+
+class EvalDataError(InvalidInputError):
+    """A benchmark data file is not in the expected format."""

@@ -1,0 +1,234 @@
+"""Keeping each cube's dense index in step with the database.
+
+An index is derived: it is loaded from its file when that file is whole and
+built for this cube and embedder, caught up from the database by the cube's
+revision (items stamped with a newer ``change_seq`` are re-read), reconciled
+when its item set disagrees with the database, and rebuilt from stored
+vectors when the file is missing or bad. Vectors missing from the embedding
+cache are computed then.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from memos import store
+from memos.db import Database
+from memos.dense_index import DenseIndex, IndexFileError, IndexIdentity
+from memos.embedder import Embedder, embed
+from memos.models import Cube, Embedding, Item
+
+log = logging.getLogger(__name__)
+_SAVE_EVERY = 5000
+_BATCH = 2000
+
+Progress = Callable[[int, int], None]
+
+
+class IndexRebuiltWarning(UserWarning):
+    """An index file was missing, corrupt or stale and has been rebuilt."""
+
+
+class IndexManager:
+    """Loads, catches up, rebuilds and saves the dense index of every cube.
+
+    Args:
+        db: the system of record.
+        embedder: the embedder whose vectors the indexes hold.
+        folder: where index files live (one per cube and embedder).
+        kind: ``"flat"`` or ``"hnsw"``.
+        hnsw_m: HNSW graph degree.
+    """
+
+    def __init__(self, db: Database, embedder: Embedder, folder: Path, kind: str, hnsw_m: int):
+        self.db = db
+        self.embedder = embedder
+        self.folder = folder
+        self.kind = kind
+        self.hnsw_m = hnsw_m
+        self._indexes: dict[int, DenseIndex] = {}
+        self._lock = threading.RLock()
+
+    def path(self, cube_id: str) -> Path:
+        tag = self.embedder.fingerprint.rsplit(":", 1)[-1]
+        return self.folder / cube_id / f"dense-{self.kind}-{tag}.safetensors"
+
+    def get(self, cube: Cube) -> DenseIndex:
+        """The cube's index, caught up with the database."""
+        with self._lock:
+            index = self._indexes.get(cube.pk)
+            if index is None:
+                index = self._open(cube)
+                self._indexes[cube.pk] = index
+        self.catch_up(cube.pk, index)
+        return index
+
+    def loaded(self, cube_pk: int) -> DenseIndex | None:
+        """The cube's index if this process has it in memory."""
+        return self._indexes.get(cube_pk)
+
+    def _open(self, cube: Cube) -> DenseIndex:
+        path = self.path(cube.id)
+        try:
+            index = DenseIndex.load(path, self._identity(cube), self.hnsw_m)
+        except IndexFileError as exc:
+            if path.exists():
+                warnings.warn(
+                    f"dense index of cube {cube.name!r} is unusable ({exc}); rebuilding",
+                    IndexRebuiltWarning,
+                    stacklevel=4,
+                )
+            return self.rebuild(cube)
+        if index.revision > cube.revision:
+            warnings.warn(
+                f"dense index of cube {cube.name!r} is ahead of the database "
+                f"(revision {index.revision} > {cube.revision}); rebuilding",
+                IndexRebuiltWarning,
+                stacklevel=4,
+            )
+            return self.rebuild(cube)
+        self.catch_up(cube.pk, index)
+        self.reconcile(cube.pk, index)
+        return index
+
+    def _identity(self, cube: Cube) -> IndexIdentity:
+        return IndexIdentity(cube.id, self.embedder.fingerprint, self.embedder.dim, self.kind)
+
+    def rebuild(self, cube: Cube, progress: Progress | None = None) -> DenseIndex:
+        """Build the cube's index from the database and save it."""
+        index = DenseIndex(self._identity(cube), self.hnsw_m)
+        with self.db.read() as session:
+            revision = _revision(session, cube.pk)
+            pks = list(
+                session.scalars(
+                    select(Item.pk).where(Item.cube_pk == cube.pk, Item.state != "deleted")
+                )
+            )
+        for start in range(0, len(pks), _BATCH):
+            chunk = pks[start : start + _BATCH]
+            self._load_vectors(index, chunk)
+            if progress:
+                progress(min(start + _BATCH, len(pks)), len(pks))
+        index.revision = revision
+        index.save(self.path(cube.id))
+        with self._lock:
+            self._indexes[cube.pk] = index
+        return index
+
+    def catch_up(self, cube_pk: int, index: DenseIndex) -> bool:
+        """Apply every change the database has past the index's revision."""
+        with self.db.read() as session:
+            revision = _revision(session, cube_pk)
+            if revision == index.revision:
+                return False
+            rows = session.execute(
+                select(Item.pk, Item.state).where(
+                    Item.cube_pk == cube_pk, Item.change_seq > index.revision
+                )
+            ).all()
+        with index.lock:
+            index.remove([pk for pk, state in rows if state == "deleted"])
+            self._load_vectors(index, [pk for pk, state in rows if state != "deleted"])
+            index.revision = max(index.revision, revision)
+        if index.unsaved >= _SAVE_EVERY:
+            self.save(cube_pk)
+        return True
+
+    def reconcile(self, cube_pk: int, index: DenseIndex) -> None:
+        """Make the index hold exactly the cube's live items (purges leave no trace)."""
+        with self.db.read() as session:
+            live = set(
+                session.scalars(
+                    select(Item.pk).where(Item.cube_pk == cube_pk, Item.state != "deleted")
+                )
+            )
+        held = index.pks()
+        if live == held:
+            return
+        log.info(
+            "reconciling dense index of cube %s: %d extra, %d missing",
+            cube_pk,
+            len(held - live),
+            len(live - held),
+        )
+        with index.lock:
+            index.remove(held - live)
+            self._load_vectors(index, sorted(live - held))
+
+    def apply_own_write(
+        self, cube_pk: int, revision: int, upserts: dict[int, np.ndarray], removals: list[int]
+    ) -> None:
+        """Reflect this process's own committed write in its loaded index at once."""
+        index = self._indexes.get(cube_pk)
+        if index is None:
+            return
+        with index.lock:
+            index.remove(removals)
+            if upserts:
+                index.upsert(list(upserts), np.stack(list(upserts.values())))
+            if index.revision == revision - 1:
+                index.revision = revision
+
+    def forget(self, cube_pk: int, pks: list[int]) -> None:
+        """Drop items from a loaded index (found missing from the database)."""
+        index = self._indexes.get(cube_pk)
+        if index is not None:
+            index.remove(pks)
+
+    def save(self, cube_pk: int) -> None:
+        index = self._indexes.get(cube_pk)
+        if index is not None:
+            index.save(self.path(index.identity.cube_id))
+
+    def save_all(self) -> None:
+        """Persist every loaded index that has changes not yet on disk."""
+        for index in list(self._indexes.values()):
+            if index.unsaved:
+                index.save(self.path(index.identity.cube_id))
+
+    def _load_vectors(self, index: DenseIndex, pks: list[int]) -> None:
+        """Upsert vectors of items ``pks`` from the cache, embedding what is missing."""
+        model = self.embedder.fingerprint
+        for start in range(0, len(pks), 500):
+            chunk = pks[start : start + 500]
+            with self.db.read() as session:
+                rows = session.execute(
+                    select(Item.pk, Item.content_hash, Item.text, Embedding.vector)
+                    .outerjoin(
+                        Embedding,
+                        (Embedding.content_hash == Item.content_hash) & (Embedding.model == model),
+                    )
+                    .where(Item.pk.in_(chunk))
+                ).all()
+            missing = {h: t for _, h, t, v in rows if v is None}
+            fresh = _embed_missing(self.db, self.embedder, missing)
+            vectors = {
+                pk: np.frombuffer(v, dtype=np.float32) if v is not None else fresh[h]
+                for pk, h, _, v in rows
+            }
+            if vectors:
+                index.upsert(list(vectors), np.stack(list(vectors.values())))
+
+
+def _embed_missing(
+    db: Database, embedder: Embedder, texts: dict[str, str]
+) -> dict[str, np.ndarray]:
+    if not texts:
+        return {}
+    hashes = list(texts)
+    vectors = embed(embedder, [texts[h] for h in hashes])
+    fresh = dict(zip(hashes, vectors, strict=True))
+    db.write(lambda session: store.save_vectors(session, embedder.fingerprint, fresh))
+    return fresh
+
+
+def _revision(session: Session, cube_pk: int) -> int:
+    return int(session.scalar(select(Cube.revision).where(Cube.pk == cube_pk)) or 0)

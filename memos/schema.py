@@ -1,0 +1,107 @@
+"""Schema revisions: bring a database to head, report where it stands.
+
+Wraps Alembic programmatically. A database written by a newer memos (a
+revision this install does not know) is refused with ``SchemaTooNewError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from filelock import FileLock
+from sqlalchemy import Connection, text
+
+from memos.db import Database
+from memos.errors import SchemaTooNewError
+
+_PG_LOCK_KEY = 0x6D656D6F73  # "memos"
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database stands relative to this install's migrations."""
+
+    current: str | None
+    head: str
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def alembic_config(db: Database) -> Config:
+    """An Alembic config pointing at the packaged ``memos.migrations`` scripts."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("memos.migrations")))
+    cfg.set_main_option("sqlalchemy.url", db.url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision(db: Database) -> str:
+    """The newest revision this install knows."""
+    head = ScriptDirectory.from_config(alembic_config(db)).get_current_head()
+    assert head is not None
+    return head
+
+
+def status(db: Database) -> SchemaStatus:
+    """Current and head revision of ``db`` (``current`` is None when empty)."""
+    with db.engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return SchemaStatus(current=current, head=head_revision(db))
+
+
+def upgrade(db: Database) -> SchemaStatus:
+    """Bring ``db`` to head (idempotent, safe when several processes race)."""
+    cfg = alembic_config(db)
+    with _migration_lock(db), db.engine.begin() as conn:
+        _lock_pg(db, conn)
+        _refuse_unknown(cfg, MigrationContext.configure(conn).get_current_revision())
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    return status(db)
+
+
+def ensure_current(db: Database) -> None:
+    """Upgrade ``db`` when behind head; refuse it when it is ahead."""
+    state = status(db)
+    _refuse_unknown(alembic_config(db), state.current)
+    if not state.up_to_date:
+        upgrade(db)
+
+
+def _refuse_unknown(cfg: Config, current: str | None) -> None:
+    if current is None:
+        return
+    try:
+        known = ScriptDirectory.from_config(cfg).get_revision(current)
+    except CommandError:
+        known = None
+    if known is None:
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        raise SchemaTooNewError(
+            f"database schema is at revision {current!r}, which this memos does not know "
+            f"(its newest is {head!r}); it was written by a newer memos: upgrade memos"
+        )
+
+
+@contextmanager
+def _migration_lock(db: Database) -> Iterator[None]:
+    if db.sqlite_path is None:
+        yield
+        return
+    with FileLock(str(db.sqlite_path) + ".migrate.lock", timeout=120):
+        yield
+
+
+def _lock_pg(db: Database, conn: Connection) -> None:
+    if db.dialect == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})

@@ -1,0 +1,280 @@
+"""Export and import of memory as JSON lines, lossless (versions included).
+
+The first line is a header ``{"memos_export": 1, ...}``; every other line is
+one item with every stored field and its ``versions``. Import validates the
+whole file before it stores anything, keeps ids, times and lifecycle figures,
+skips ids already present, and re-derives embeddings (from the cache when the
+content is known).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from memos import ingest, keyword, store
+from memos.errors import ImportFormatError, InvalidInputError
+from memos.models import Cube, Item, ItemTag, ItemVersion
+from memos.records import STATES, ImportReport
+from memos.text import content_hash, normalize_text
+
+if TYPE_CHECKING:
+    from memos.client import Memos
+
+FORMAT = 1
+_TIMES = ("event_time", "created_at", "updated_at", "last_accessed_at", "deleted_at")
+
+
+def export_items(memos: Memos, out: str | Path | IO[str], cube: str | None) -> int:
+    """Write items of ``cube`` (all cubes when ``None``) to ``out``; return the count."""
+    with memos.db.read() as session:
+        cubes = [store.cube_by_name(session, cube)] if cube else list(session.scalars(select(Cube)))
+    count = 0
+    with _open(out, "w") as handle:
+        header = {"memos_export": FORMAT, "cubes": [c.name for c in cubes]}
+        handle.write(json.dumps(header) + "\n")
+        for cube_row in cubes:
+            for line in _cube_lines(memos, cube_row):
+                handle.write(line + "\n")
+                count += 1
+    return count
+
+
+def _cube_lines(memos: Memos, cube: Cube) -> Iterator[str]:
+    last = 0
+    while True:
+        with memos.db.read() as session:
+            rows = session.scalars(
+                select(Item)
+                .where(Item.cube_pk == cube.pk, Item.pk > last)
+                .order_by(Item.pk)
+                .limit(500)
+            ).all()
+            lines = [json.dumps(_item_dict(session, cube, row), ensure_ascii=False) for row in rows]
+        if not rows:
+            return
+        last = rows[-1].pk
+        yield from lines
+
+
+def _item_dict(session: Session, cube: Cube, item: Item) -> dict[str, Any]:
+    data = {
+        "cube": cube.name,
+        "id": item.id,
+        "text": item.text,
+        "content_hash": item.content_hash,
+        "metadata": item.meta,
+        "tags": item.tags,
+        "user_id": item.user_id,
+        "agent_id": item.agent_id,
+        "source_kind": item.source_kind,
+        "session_id": item.session_id,
+        "speaker": item.speaker,
+        "role": item.role,
+        "version": item.version,
+        "access_count": item.access_count,
+        "stability": item.stability,
+        "state": item.state,
+        "pinned": item.pinned,
+        "trust": item.trust,
+    }
+    for name in _TIMES:
+        value = getattr(item, name)
+        data[name] = value.isoformat() if value else None
+    data["versions"] = [
+        {
+            "version": v.version,
+            "text": v.text,
+            "content_hash": v.content_hash,
+            "metadata": v.meta,
+            "tags": v.tags,
+            "recorded_at": v.recorded_at.isoformat(),
+            "reason": v.reason,
+        }
+        for v in store.versions_of(session, item)
+    ]
+    return data
+
+
+@dataclass
+class _Entry:
+    cube: str
+    data: dict[str, Any]
+
+
+def import_items(memos: Memos, source: str | Path | IO[str], cube: str | None) -> ImportReport:
+    """Validate every line of ``source``, then store the items not yet present."""
+    entries = list(_read_entries(source, cube))
+    report = ImportReport(
+        imported=0, skipped=0, versions=0, cubes=sorted({e.cube for e in entries})
+    )
+    for cube_name in report.cubes:
+        batch = [e.data for e in entries if e.cube == cube_name]
+        vectors = memos._vectors_for(
+            [
+                ingest.new_item(d["text"], max_chars=len(d["text"]))
+                for d in batch
+                if d["state"] != "deleted"
+            ],
+            cube_name,
+        )
+        done, skipped, versions = memos.db.write(
+            lambda s, b=batch, c=cube_name, v=vectors: _store(memos, s, c, b, v)
+        )
+        report.imported += done
+        report.skipped += skipped
+        report.versions += versions
+    return report
+
+
+def _read_entries(source: str | Path | IO[str], cube: str | None) -> Iterator[_Entry]:
+    if cube is not None:
+        ingest.check_cube_name(cube)
+    with _open(source, "r") as handle:
+        lines = list(enumerate(handle, 1))
+    if not lines:
+        raise ImportFormatError("the file is empty")
+    try:
+        header = json.loads(lines[0][1])
+    except json.JSONDecodeError as exc:
+        raise ImportFormatError(f"line 1 is not JSON: {exc}") from None
+    if not isinstance(header, dict) or header.get("memos_export") != FORMAT:
+        raise ImportFormatError(f"line 1 is not a memos export header (format {FORMAT})")
+    parsed = []
+    for number, line in lines[1:]:
+        if not line.strip():
+            continue
+        try:
+            data = _check_item(json.loads(line))
+        except (json.JSONDecodeError, InvalidInputError, KeyError, TypeError, ValueError) as exc:
+            raise ImportFormatError(f"line {number}: {exc}; nothing was imported") from None
+        parsed.append(_Entry(cube or data["cube"], data))
+    yield from parsed
+
+
+def _check_item(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    ingest.check_cube_name(data["cube"])
+    data["text"] = normalize_text(data["text"])
+    if content_hash(data["text"]) != data["content_hash"]:
+        raise ValueError("content_hash does not match the text")
+    if data["state"] not in STATES:
+        raise ValueError(f"unknown state {data['state']!r}")
+    for name in _TIMES:
+        data[name] = ingest.parse_time(data.get(name), name)
+    if data["created_at"] is None or data["updated_at"] is None:
+        raise ValueError("created_at and updated_at are required")
+    data["metadata"] = ingest.check_metadata(data.get("metadata"))
+    data["tags"] = ingest.check_tags(data.get("tags"))
+    versions = data.get("versions") or []
+    for version in versions:
+        version["text"] = normalize_text(version["text"])
+        version["recorded_at"] = ingest.parse_time(version["recorded_at"], "recorded_at")
+        int(version["version"])
+    data["versions"] = versions
+    return data
+
+
+def _store(
+    memos: Memos, session: Session, cube_name: str, batch: list[dict[str, Any]], vectors: Any
+) -> tuple[int, int, int]:
+    now = memos.clock.now()
+    cube = store.ensure_cube(session, cube_name, now)
+    ids = [d["id"] for d in batch]
+    present = set(session.scalars(select(Item.id).where(Item.id.in_(ids))))
+    live = store.live_by_hash(session, cube.pk, [d["content_hash"] for d in batch])
+    revision = store.bump_revision(session, cube.pk)
+    imported = skipped = versions = 0
+    for data in batch:
+        clash = data["state"] != "deleted" and data["content_hash"] in live
+        if data["id"] in present or clash:
+            skipped += 1
+            continue
+        item = _item_from(data, cube.pk, revision)
+        session.add(item)
+        session.flush()
+        for v in data["versions"] or [_first_version(data)]:
+            session.add(
+                ItemVersion(
+                    item_pk=item.pk,
+                    version=int(v["version"]),
+                    text=v["text"],
+                    content_hash=v["content_hash"],
+                    meta=v.get("metadata") or {},
+                    tags=v.get("tags") or [],
+                    recorded_at=v["recorded_at"],
+                    reason=v.get("reason"),
+                )
+            )
+            versions += 1
+        session.add_all(ItemTag(item_pk=item.pk, tag=tag) for tag in data["tags"])
+        if item.state != "deleted":
+            keyword.index_items(session, [(item.pk, item.text)])
+            live[item.content_hash] = item
+        imported += 1
+    store.save_vectors(session, memos.embedder.fingerprint, vectors)
+    store.log_event(
+        session, now, "import", cube_pk=cube.pk, details={"imported": imported, "skipped": skipped}
+    )
+    return imported, skipped, versions
+
+
+def _item_from(data: dict[str, Any], cube_pk: int, revision: int) -> Item:
+    return Item(
+        id=data["id"],
+        cube_pk=cube_pk,
+        user_id=data.get("user_id"),
+        agent_id=data.get("agent_id"),
+        text=data["text"],
+        content_hash=data["content_hash"],
+        meta=data["metadata"],
+        tags=data["tags"],
+        source_kind=data.get("source_kind") or "import",
+        session_id=data.get("session_id"),
+        speaker=data.get("speaker"),
+        role=data.get("role"),
+        event_time=data["event_time"],
+        version=int(data.get("version") or 1),
+        created_at=data["created_at"],
+        updated_at=data["updated_at"],
+        last_accessed_at=data["last_accessed_at"],
+        access_count=int(data.get("access_count") or 0),
+        stability=float(data.get("stability") or 1.0),
+        state=data["state"],
+        pinned=bool(data.get("pinned")),
+        trust=float(data.get("trust", 1.0)),
+        change_seq=revision,
+        deleted_at=data["deleted_at"],
+    )
+
+
+def _first_version(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": data.get("version") or 1,
+        "text": data["text"],
+        "content_hash": data["content_hash"],
+        "metadata": data["metadata"],
+        "tags": data["tags"],
+        "recorded_at": data["created_at"],
+        "reason": "import",
+    }
+
+
+@contextmanager
+def _open(target: str | Path | IO[str], mode: str) -> Iterator[IO[str]]:
+    if isinstance(target, str | Path):
+        try:
+            with open(target, mode, encoding="utf-8") as handle:
+                yield handle
+        except UnicodeDecodeError as exc:
+            raise ImportFormatError(f"{target} is not valid UTF-8: {exc}") from None
+    else:
+        yield target

@@ -1,0 +1,1 @@
+"""Alembic environment and revisions of the memos schema (installed as memos.migrations)."""
