@@ -2,30 +2,27 @@
 
 Read this file top to bottom to follow one ``add`` (validate → skip what is
 stored → embed what is new → one write transaction → index) and one
-``search`` (hand to :class:`memos.retrieval.Retriever`).
+``search`` (hand to :class:`memos.retrieval.Retriever`). Changes go through
+:class:`memos.writer.Writer`.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from memos import ingest, schema, store
-from memos.clock import Clock, SystemClock
+from memos.clock import Clock, SystemClock, as_utc
 from memos.config import MemosConfig
 from memos.context import approx_tokens, assemble_context
 from memos.db import Database
-from memos.embedder import Embedder, SentenceTransformerEmbedder, embed
-from memos.errors import DuplicateError, InvalidInputError
+from memos.embedder import Embedder, SentenceTransformerEmbedder
+from memos.errors import InvalidInputError
 from memos.filters import SearchFilter
 from memos.indexes import IndexManager, Progress
 from memos.models import Cube, Item, ItemTag, ItemVersion
@@ -38,10 +35,9 @@ from memos.records import (
     SearchHit,
 )
 from memos.retrieval import RetentionFn, Retriever, full_retention
-from memos.store import NewItem
+from memos.writer import Writer, record_of
 
 DEFAULT_CUBE = "default"
-_BULK_CHUNK = 256
 
 
 class Memos:
@@ -88,6 +84,7 @@ class Memos:
         self.retriever = Retriever(
             self.db, self.embedder, self.indexes, self.config, retention or full_retention
         )
+        self.writer = Writer(self.db, self.embedder, self.indexes, self.clock, self.config)
         self.count_tokens = token_counter or approx_tokens
         self._closed = False
         self._lock = threading.Lock()
@@ -139,7 +136,7 @@ class Memos:
         ``TextTooLongError``; use :meth:`add_document` to chunk it.
         """
         item = ingest.from_mapping({"text": text, **fields}, self.config.max_text_chars, {})
-        return self._store([item], cube)[0]
+        return self.writer.store([item], cube)[0]
 
     def add_many(
         self,
@@ -156,7 +153,7 @@ class Memos:
         ``progress(done, total)`` is called after each batch.
         """
         items = [ingest.from_mapping(e, self.config.max_text_chars, defaults) for e in entries]
-        return self._store(items, cube, progress)
+        return self.writer.store(items, cube, progress)
 
     def add_messages(
         self,
@@ -175,7 +172,7 @@ class Memos:
             prefix_speaker=prefix_speaker,
             defaults=defaults,
         )
-        return self._store(items, cube, progress)
+        return self.writer.store(items, cube, progress)
 
     def add_document(
         self, text: str, *, cube: str = DEFAULT_CUBE, **defaults: Any
@@ -189,216 +186,36 @@ class Memos:
             max_chars=self.config.max_text_chars,
             defaults=defaults,
         )
-        return self._store(items, cube)
-
-    def _store(
-        self, items: Sequence[NewItem], cube: str, progress: Progress | None = None
-    ) -> list[MemoryRecord]:
-        ingest.check_cube_name(cube)
-        stored: dict[str, MemoryRecord] = {}
-        chunks = [items[i : i + _BULK_CHUNK] for i in range(0, len(items), _BULK_CHUNK)]
-        # Embedding of the next chunk overlaps the database write of this one.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="memos-write") as writer:
-            pending: Future[dict[str, MemoryRecord]] | None = None
-            done = 0
-            for chunk in chunks:
-                vectors = self._vectors_for(chunk, cube)
-                if pending is not None:
-                    stored.update(pending.result())
-                    done += _BULK_CHUNK
-                    if progress:
-                        progress(min(done, len(items)), len(items))
-                pending = writer.submit(self._commit, chunk, vectors, cube)
-            if pending is not None:
-                stored.update(pending.result())
-                if progress:
-                    progress(len(items), len(items))
-        return [stored[item.content_hash] for item in items]
-
-    def _vectors_for(self, items: Sequence[NewItem], cube: str) -> dict[str, np.ndarray]:
-        """Vectors for the new content among ``items``: cached ones, then embedded."""
-        fingerprint = self.embedder.fingerprint
-        hashes = {item.content_hash: item.text for item in items}
-        with self.db.read() as session:
-            cube_pk = session.scalar(select(Cube.pk).where(Cube.name == cube))
-            if cube_pk is not None:
-                for known in store.live_by_hash(session, cube_pk, hashes):
-                    hashes.pop(known)
-            vectors = store.cached_vectors(session, fingerprint, hashes)
-        missing = [h for h in hashes if h not in vectors]
-        if missing:
-            fresh = embed(self.embedder, [hashes[h] for h in missing])
-            vectors.update(zip(missing, fresh, strict=True))
-        return vectors
-
-    def _commit(
-        self, items: Sequence[NewItem], vectors: dict[str, np.ndarray], cube: str
-    ) -> dict[str, MemoryRecord]:
-        now = self.clock.now()
-
-        def work(session: Session) -> tuple[int, int, dict[str, MemoryRecord], dict[int, str]]:
-            cube_row = store.ensure_cube(session, cube, now)
-            existing = store.live_by_hash(session, cube_row.pk, (i.content_hash for i in items))
-            fresh = list(
-                {i.content_hash: i for i in items if i.content_hash not in existing}.values()
-            )
-            records = {h: store.to_record(row, cube) for h, row in existing.items()}
-            if not fresh:
-                return cube_row.pk, 0, records, {}
-            revision = store.bump_revision(session, cube_row.pk)
-            store.save_vectors(
-                session,
-                self.embedder.fingerprint,
-                {
-                    i.content_hash: vectors[i.content_hash]
-                    for i in fresh
-                    if i.content_hash in vectors
-                },
-            )
-            keys = store.insert_items(session, cube_row, fresh, now, revision)
-            rows = session.scalars(select(Item).where(Item.pk.in_([pk for pk, _ in keys])))
-            records.update({row.content_hash: store.to_record(row, cube) for row in rows})
-            return (
-                cube_row.pk,
-                revision,
-                records,
-                {pk: i.content_hash for (pk, _), i in zip(keys, fresh, strict=True)},
-            )
-
-        try:
-            cube_pk, revision, records, new_pks = self.db.write(work)
-        except IntegrityError:
-            # Another process stored the same text between our check and insert.
-            cube_pk, revision, records, new_pks = self.db.write(work)
-        if new_pks:
-            upserts = {pk: vectors[h] for pk, h in new_pks.items() if h in vectors}
-            self.indexes.apply_own_write(cube_pk, revision, upserts, [])
-        return records
+        return self.writer.store(items, cube)
 
     def update(self, item_id: str, text: str | None = None, **changes: Any) -> MemoryRecord:
         """Make a new version of an item; the old one stays in :meth:`history`.
 
-        Accepts ``text`` and any of :meth:`add`'s fields except ``source``,
-        ``user_id`` and ``agent_id``. Raises ``DuplicateError`` when the new
-        text equals another live item of the cube.
+        Accepts ``text`` and ``metadata``, ``tags``, ``speaker``, ``role``,
+        ``session_id``, ``event_time``, ``pinned``, ``trust`` (each replaces the
+        old value) and ``reason`` (recorded). Raises ``DuplicateError`` when the
+        new text equals another live item of the cube.
         """
-        allowed = {
-            "metadata",
-            "tags",
-            "speaker",
-            "role",
-            "session_id",
-            "event_time",
-            "pinned",
-            "trust",
-            "reason",
-        }
-        unknown = sorted(set(changes) - allowed)
-        if unknown:
-            raise InvalidInputError(
-                f"cannot update field(s) {unknown}; allowed: text, {sorted(allowed)}"
-            )
-        reason = changes.pop("reason", "update")
-        with self.db.read() as session:
-            current = store.item_by_id(session, item_id, include_deleted=False)
-            cube_name = session.scalar(select(Cube.name).where(Cube.pk == current.cube_pk))
-        merged = {
-            "metadata": current.meta,
-            "tags": current.tags,
-            "speaker": current.speaker,
-            "role": current.role,
-            "session_id": current.session_id,
-            "event_time": current.event_time,
-            "pinned": current.pinned,
-            "trust": current.trust,
-            "user_id": current.user_id,
-            "agent_id": current.agent_id,
-            "source": current.source_kind,
-            **changes,
-        }
-        new = ingest.new_item(
-            current.text if text is None else text, max_chars=self.config.max_text_chars, **merged
-        )
-        vectors = (
-            self._vectors_for([new], cube_name) if new.content_hash != current.content_hash else {}
-        )
-        now = self.clock.now()
-
-        def work(session: Session) -> tuple[int, int, MemoryRecord]:
-            item = store.item_by_id(session, item_id, include_deleted=False)
-            if new.content_hash != item.content_hash:
-                clash = store.live_by_hash(session, item.cube_pk, [new.content_hash])
-                if clash:
-                    other = next(iter(clash.values())).id
-                    raise DuplicateError(f"item {other} already holds this text in the cube")
-                store.save_vectors(session, self.embedder.fingerprint, vectors)
-            revision = store.bump_revision(session, item.cube_pk)
-            store.rewrite_item(session, item, new, now, revision, reason)
-            session.flush()
-            return item.cube_pk, revision, store.to_record(item, cube_name or "")
-
-        cube_pk, revision, record = self.db.write(work)
-        upserts = (
-            {self._pk(item_id): vectors[new.content_hash]} if new.content_hash in vectors else {}
-        )
-        self.indexes.apply_own_write(cube_pk, revision, upserts, [])
-        return record
+        return self.writer.update(item_id, text, changes)
 
     def delete(self, item_id: str, reason: str = "user") -> MemoryRecord:
         """Soft-delete an item: hidden from search, kept until :meth:`purge`."""
-        now = self.clock.now()
-
-        def work(session: Session) -> tuple[int, int, int, MemoryRecord]:
-            item = store.item_by_id(session, item_id, include_deleted=False)
-            revision = store.bump_revision(session, item.cube_pk)
-            store.set_deleted(session, item, now, revision, reason)
-            return item.cube_pk, item.pk, revision, self._record(session, item)
-
-        cube_pk, pk, revision, record = self.db.write(work)
-        self.indexes.apply_own_write(cube_pk, revision, {}, [pk])
-        return record
+        return self.writer.delete(item_id, reason)
 
     def restore(self, item_id: str) -> MemoryRecord:
         """Undo a soft delete (``DuplicateError`` if the text was stored again since)."""
-        now = self.clock.now()
-
-        def work(session: Session) -> tuple[int, int, MemoryRecord]:
-            item = store.item_by_id(session, item_id)
-            if item.state != "deleted":
-                return item.cube_pk, -1, self._record(session, item)
-            if store.live_by_hash(session, item.cube_pk, [item.content_hash]):
-                raise DuplicateError(f"the text of {item_id} was stored again since it was deleted")
-            revision = store.bump_revision(session, item.cube_pk)
-            store.set_restored(session, item, now, revision)
-            return item.cube_pk, revision, self._record(session, item)
-
-        cube_pk, revision, record = self.db.write(work)
-        if revision > 0:
-            index = self.indexes.loaded(cube_pk)
-            if index is not None:
-                self.indexes.catch_up(cube_pk, index)
-        return record
+        return self.writer.restore(item_id)
 
     def purge(self, item_id: str, reason: str = "user") -> None:
         """Remove an item and its history for good (only the audit event remains)."""
-        now = self.clock.now()
-
-        def work(session: Session) -> tuple[int, int]:
-            item = store.item_by_id(session, item_id)
-            cube_pk, pk = item.cube_pk, item.pk
-            store.bump_revision(session, cube_pk)
-            store.purge_item(session, item, now, reason)
-            return cube_pk, pk
-
-        cube_pk, pk = self.db.write(work)
-        self.indexes.forget(cube_pk, [pk])
+        self.writer.purge(item_id, reason)
 
     # -- reading -------------------------------------------------------------
 
     def get(self, item_id: str) -> MemoryRecord:
         """The item with this id (soft-deleted ones included, with state ``deleted``)."""
         with self.db.read() as session:
-            return self._record(session, store.item_by_id(session, item_id))
+            return record_of(session, store.item_by_id(session, item_id))
 
     def history(self, item_id: str) -> list[MemoryVersion]:
         """Every version of an item, oldest first."""
@@ -522,7 +339,7 @@ class Memos:
                 )
             ).one()
             embedded = store.count_embedded(session, cube_row.pk, self.embedder.fingerprint)
-        index = self.indexes.loaded(cube_row.pk)
+        index = self.indexes.get(cube_row)
         return CubeStats(
             cube=cube,
             items=sum(by_state.values()),
@@ -530,8 +347,8 @@ class Memos:
             versions=int(versions or 0),
             tags=int(tags or 0),
             embedded=embedded,
-            index_entries=len(index) if index else None,
-            index_revision=index.revision if index else None,
+            index_entries=len(index),
+            index_revision=index.revision,
             revision=cube_row.revision,
             oldest=_utc(span[0]),
             newest=_utc(span[1]),
@@ -568,18 +385,6 @@ class Memos:
 
         return import_items(self, source, cube)
 
-    # -- helpers -------------------------------------------------------------
-
-    def _record(self, session: Session, item: Item) -> MemoryRecord:
-        name = session.scalar(select(Cube.name).where(Cube.pk == item.cube_pk))
-        return store.to_record(item, name or "")
-
-    def _pk(self, item_id: str) -> int:
-        with self.db.read() as session:
-            return int(session.scalar(select(Item.pk).where(Item.id == item_id)) or -1)
-
 
 def _utc(value: datetime | None) -> datetime | None:
-    from memos.clock import as_utc
-
     return as_utc(value)

@@ -40,11 +40,11 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
+        self.sqlite_path: Path | None = None
         if self.dialect == "sqlite":
             self.sqlite_path = _sqlite_file(parsed.database)
             self.engine = _sqlite_engine(url, busy_timeout_s)
         elif self.dialect == "postgresql":
-            self.sqlite_path = None
             self.engine = create_engine(url, pool_pre_ping=True)
         else:
             raise StoreError(f"unsupported database {self.dialect!r}; use sqlite or postgresql")

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -110,11 +111,13 @@ class DenseIndex:
                 return []
             query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
             if allowed is not None:
-                labels = [self._pk_label[pk] for pk in allowed if pk in self._pk_label]
-                if len(labels) <= _EXACT_BELOW:
-                    return self._exact(query, np.asarray(labels, dtype=np.int64), k)
+                chosen = np.asarray(
+                    [self._pk_label[pk] for pk in allowed if pk in self._pk_label], dtype=np.int64
+                )
+                if chosen.size <= _EXACT_BELOW:
+                    return self._exact(query, chosen, k)
                 mask = np.zeros(self._label_pk.shape[0], dtype=bool)
-                mask[labels] = True
+                mask[chosen] = True
                 return self._selected(query, k, mask)
             if self.dead:
                 return self._selected(query, k, self._alive)
@@ -133,11 +136,10 @@ class DenseIndex:
         bits = np.packbits(mask, bitorder="little")  # must outlive the search
         selector = faiss.IDSelectorBitmap(mask.shape[0], faiss.swig_ptr(bits))
         if self.identity.kind == "hnsw":
-            params: faiss.SearchParameters = faiss.SearchParametersHNSW(
-                sel=selector, efSearch=max(64, 2 * k)
-            )
+            hnsw_params: Any = faiss.SearchParametersHNSW  # type: ignore[attr-defined]
+            params: Any = hnsw_params(sel=selector, efSearch=max(64, 2 * k))
         else:
-            params = faiss.SearchParameters(sel=selector)
+            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
         scores, labels = self._faiss.search(query, min(k, int(mask.sum())), params=params)
         return self._pairs(scores[0], labels[0])
 

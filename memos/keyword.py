@@ -12,7 +12,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sqlalchemy import ColumnElement, Float, bindparam, column, literal_column, select, table, text
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    bindparam,
+    column,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from memos.models import Item
@@ -98,13 +108,10 @@ def _search_sqlite(
 def _search_postgres(
     session: Session, terms: list[str], where: ColumnElement[bool], limit: int
 ) -> list[tuple[int, float]]:
-    tsquery = " | ".join(terms)
-    doc = literal_column("to_tsvector('english', memory_items.text)")
-    query = literal_column("to_tsquery('english', :tsq)")
-    score = literal_column(
-        "ts_rank_cd(to_tsvector('english', memory_items.text), to_tsquery('english', :tsq))",
-        Float,
-    )
+    english: ColumnElement[str] = literal_column("'english'")
+    doc = func.to_tsvector(english, Item.text)  # the expression the GIN index holds
+    query = func.to_tsquery(english, bindparam("tsq", " | ".join(terms)))
+    score = func.ts_rank_cd(doc, query, type_=Float)
     stmt = (
         select(Item.pk, score)
         .where(doc.op("@@")(query))
@@ -112,4 +119,4 @@ def _search_postgres(
         .order_by(score.desc())
         .limit(limit)
     )
-    return [(int(pk), float(s)) for pk, s in session.execute(stmt, {"tsq": tsquery})]
+    return [(int(pk), float(s)) for pk, s in session.execute(stmt)]

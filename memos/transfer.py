@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -65,7 +66,7 @@ def _cube_lines(memos: Memos, cube: Cube) -> Iterator[str]:
 
 
 def _item_dict(session: Session, cube: Cube, item: Item) -> dict[str, Any]:
-    data = {
+    data: dict[str, Any] = {
         "cube": cube.name,
         "id": item.id,
         "text": item.text,
@@ -112,26 +113,21 @@ class _Entry:
 def import_items(memos: Memos, source: str | Path | IO[str], cube: str | None) -> ImportReport:
     """Validate every line of ``source``, then store the items not yet present."""
     entries = list(_read_entries(source, cube))
-    report = ImportReport(
-        imported=0, skipped=0, versions=0, cubes=sorted({e.cube for e in entries})
-    )
-    for cube_name in report.cubes:
+    cubes = sorted({e.cube for e in entries})
+    imported = skipped = versions = 0
+    for cube_name in cubes:
         batch = [e.data for e in entries if e.cube == cube_name]
-        vectors = memos._vectors_for(
-            [
-                ingest.new_item(d["text"], max_chars=len(d["text"]))
-                for d in batch
-                if d["state"] != "deleted"
-            ],
-            cube_name,
+        live = [d for d in batch if d["state"] != "deleted"]
+        vectors = memos.writer.vectors_for(
+            [ingest.new_item(d["text"], max_chars=len(d["text"])) for d in live], cube_name
         )
-        done, skipped, versions = memos.db.write(
-            lambda s, b=batch, c=cube_name, v=vectors: _store(memos, s, c, b, v)
+        counts = memos.db.write(
+            partial(_store, memos, cube_name=cube_name, batch=batch, vectors=vectors)
         )
-        report.imported += done
-        report.skipped += skipped
-        report.versions += versions
-    return report
+        imported, skipped, versions = (
+            a + b for a, b in zip((imported, skipped, versions), counts, strict=True)
+        )
+    return ImportReport(imported=imported, skipped=skipped, versions=versions, cubes=cubes)
 
 
 def _read_entries(source: str | Path | IO[str], cube: str | None) -> Iterator[_Entry]:
@@ -184,7 +180,7 @@ def _check_item(data: Any) -> dict[str, Any]:
 
 
 def _store(
-    memos: Memos, session: Session, cube_name: str, batch: list[dict[str, Any]], vectors: Any
+    memos: Memos, session: Session, *, cube_name: str, batch: list[dict[str, Any]], vectors: Any
 ) -> tuple[int, int, int]:
     now = memos.clock.now()
     cube = store.ensure_cube(session, cube_name, now)

@@ -1,0 +1,1 @@
+"""Evaluations of memos on public benchmark formats (data is never shipped)."""

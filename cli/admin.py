@@ -1,0 +1,135 @@
+"""Maintenance commands: index rebuild, db upgrade/current, eval, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from memos.cli.output import CliError, console, open_memos, print_json, progress_bar, table
+
+from memos.config import MemosConfig
+
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+index_app = typer.Typer(help="Dense (FAISS) index maintenance.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate retrieval on public benchmark formats.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the maintenance command groups to ``app``."""
+    app.add_typer(index_app, name="index")
+    app.add_typer(db_app, name="db")
+    app.add_typer(eval_app, name="eval")
+    app.command()(demo)
+
+
+@index_app.command("rebuild")
+def index_rebuild(
+    ctx: typer.Context,
+    cube: Annotated[str | None, typer.Option("--cube", "-c", help="Cube (default: all).")] = None,
+    json_out: Json = False,
+) -> None:
+    """Rebuild dense indexes from the database."""
+    sizes: dict[str, int] = {}
+    with open_memos(ctx) as memos:
+        for name in [cube] if cube else memos.cubes():
+            with progress_bar(f"indexing {name}", enabled=not json_out) as bar:
+                sizes[name] = memos.rebuild_index(name, progress=bar)
+    if json_out:
+        print_json(sizes)
+        return
+    for name, size in sizes.items():
+        console.print(f"rebuilt index of cube {name}: {size} entries", highlight=False)
+
+
+def _database(ctx: typer.Context) -> object:
+    from memos.db import Database
+
+    options = ctx.find_root().obj or {}
+    config = MemosConfig.from_env(
+        home=options.get("home"), database_url=options.get("database_url")
+    )
+    config.home.mkdir(parents=True, exist_ok=True)
+    return Database(config.url)
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Bring the database schema to the newest revision."""
+    from memos import schema
+
+    state = schema.upgrade(_database(ctx))  # type: ignore[arg-type]
+    console.print(f"database at revision {state.current} (head)", highlight=False)
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context, json_out: Json = False) -> None:
+    """Show the database's schema revision and this install's newest."""
+    from memos import schema
+
+    state = schema.status(_database(ctx))  # type: ignore[arg-type]
+    if json_out:
+        print_json({"current": state.current, "head": state.head, "up_to_date": state.up_to_date})
+        return
+    note = "up to date" if state.up_to_date else "behind: run `memos db upgrade`"
+    console.print(
+        f"current {state.current or 'none'} / head {state.head} ({note})", highlight=False
+    )
+
+
+@eval_app.command("locomo")
+def eval_locomo(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A LoCoMo-format JSON file (e.g. locomo10.json).")],
+    k: Annotated[str, typer.Option("--k", help="Comma-separated cut-offs.")] = "1,5,10,20",
+    mode: Annotated[str, typer.Option(help="hybrid, dense or keyword.")] = "hybrid",
+    limit: Annotated[int | None, typer.Option(help="Only the first N samples.")] = None,
+    json_out: Json = False,
+) -> None:
+    """Evidence-retrieval recall@k on a LoCoMo-format file (category 5 excluded)."""
+    from memos.eval.locomo import run_locomo
+
+    try:
+        cutoffs = sorted({int(part) for part in k.split(",") if part.strip()})
+    except ValueError:
+        raise CliError(f"--k takes comma-separated integers, got {k!r}") from None
+    if not cutoffs or min(cutoffs) < 1:
+        raise CliError("--k needs at least one cut-off >= 1")
+    options = ctx.find_root().obj or {}
+    with progress_bar("locomo", enabled=not json_out) as bar:
+        result = run_locomo(
+            path, cutoffs, mode=mode, limit=limit, embedder=options.get("embedder"), progress=bar
+        )
+    if json_out:
+        print_json(result)
+        return
+    out = table(
+        f"LoCoMo evidence recall ({result['questions']} questions)", ["", *result["overall"]]
+    )
+    out.add_row("overall", *(f"{v:.3f}" for v in result["overall"].values()))
+    for category, figures in result["by_category"].items():
+        out.add_row(f"category {category}", *(f"{v:.3f}" for k, v in figures.items() if k != "n"))
+    console.print(out)
+    t = result["timing"]
+    console.print(
+        f"ingest {t['ingest_items_per_s']:.1f} items/s; "
+        f"search p50 {t['search_p50_ms']:.1f} ms, p95 {t['search_p95_ms']:.1f} ms",
+        highlight=False,
+    )
+
+
+def demo(ctx: typer.Context, json_out: Json = False) -> None:
+    """Add a handful of memories to a 'demo' cube and search them."""
+    from memos.demo import run_demo
+
+    with open_memos(ctx) as memos:
+        results = run_demo(memos)
+    if json_out:
+        print_json(results)
+        return
+    for query, hits in results.items():
+        console.print(f"[bold]? {query}[/bold]", highlight=False)
+        for hit in hits:
+            console.print(f"  {hit['score']:.3f}  {hit['text']}", highlight=False)

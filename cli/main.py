@@ -1,0 +1,64 @@
+"""The ``memos`` command line: inspect, add, search and maintain memory.
+
+Every read command takes ``--json``; errors print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from memos.cli import admin, items
+from memos.cli.output import CliError, fail
+from typer.core import TyperGroup
+
+from memos.errors import MemosError
+
+
+class _Group(TyperGroup):
+    """Turns library errors into one-line CLI errors (no tracebacks)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (MemosError, CliError, OSError, UnicodeError) as exc:
+            fail(str(exc))
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="memos: agent memory in three tiers (plaintext, activation, parametric).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None, typer.Option(help="Memory folder (default $MEMOS_HOME or ~/.memos).")
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (default SQLite under home).")
+    ] = None,
+    embedder: Annotated[
+        str | None, typer.Option(help="'default' or a local sentence-transformers folder.")
+    ] = None,
+) -> None:
+    ctx.obj = {"home": home, "database_url": db, "embedder": embedder}
+
+
+items.register(app)
+admin.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

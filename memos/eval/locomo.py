@@ -1,0 +1,242 @@
+"""Evidence-retrieval recall on the LoCoMo format.
+
+A LoCoMo file is a JSON list of samples. Each sample has a ``conversation``
+(``speaker_a``, ``speaker_b``, ``session_<n>_date_time`` strings and
+``session_<n>`` lists of turns ``{speaker, dia_id, text, blip_caption?}``) and
+``qa``, a list of ``{question, answer, evidence: [dia_id, ...], category}``.
+Every sample is ingested into a fresh cube, one item per turn, through
+``Memos.add_messages``; each question is searched and recall@k is the share
+of its evidence turns among the top k. Category 5 (adversarial) is excluded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memos.errors import EvalDataError
+
+EXCLUDED_CATEGORIES = {5}
+_SESSION = re.compile(r"^session_(\d+)$")
+_DIA_SPLIT = re.compile(r"[;,\s]+")
+
+
+@dataclass(frozen=True)
+class Question:
+    """One scored question."""
+
+    text: str
+    evidence: frozenset[str]
+    category: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One conversation with its questions."""
+
+    sample_id: str
+    messages: list[dict[str, Any]]
+    questions: list[Question]
+
+
+def load_locomo(path: Path) -> list[Sample]:
+    """Read and check a LoCoMo file; ``EvalDataError`` says what is wrong where."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvalDataError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvalDataError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(raw, list) or not raw:
+        raise EvalDataError(f"{path}: expected a non-empty JSON list of samples")
+    return [_sample(entry, i) for i, entry in enumerate(raw)]
+
+
+def _sample(entry: Any, position: int) -> Sample:
+    where = f"sample {position}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("conversation"), dict):
+        raise EvalDataError(f"{where}: needs a 'conversation' object")
+    if not isinstance(entry.get("qa"), list):
+        raise EvalDataError(f"{where}: needs a 'qa' list")
+    sample_id = str(entry.get("sample_id", position))
+    messages = _messages(entry["conversation"], where)
+    questions = [q for i, qa in enumerate(entry["qa"]) if (q := _question(qa, f"{where} qa {i}"))]
+    return Sample(sample_id, messages, questions)
+
+
+def _messages(conversation: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    speakers = {
+        conversation.get("speaker_a"): "speaker_a",
+        conversation.get("speaker_b"): "speaker_b",
+    }
+    sessions = sorted((int(m.group(1)), key) for key in conversation if (m := _SESSION.match(key)))
+    if not sessions:
+        raise EvalDataError(f"{where}: conversation has no session_<n> lists")
+    messages = []
+    for number, key in sessions:
+        when = _session_time(conversation.get(f"{key}_date_time"))
+        turns = conversation[key]
+        if not isinstance(turns, list):
+            raise EvalDataError(f"{where}: {key} is not a list of turns")
+        for turn in turns:
+            if not isinstance(turn, dict) or not all(
+                k in turn for k in ("speaker", "dia_id", "text")
+            ):
+                raise EvalDataError(f"{where}: {key} has a turn without speaker, dia_id and text")
+            text = str(turn["text"]).strip() or "(no text)"
+            if turn.get("blip_caption"):
+                text += f" [shares a photo: {turn['blip_caption']}]"
+            messages.append(
+                {
+                    "role": speakers.get(turn["speaker"], "speaker"),
+                    "name": str(turn["speaker"]),
+                    "content": text,
+                    "timestamp": when,
+                    "metadata": {"dia_id": str(turn["dia_id"]), "session": number},
+                }
+            )
+    return messages
+
+
+def _session_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    for pattern in ("%I:%M %p on %d %B, %Y", "%I:%M %p on %d %b, %Y"):
+        try:
+            return datetime.strptime(value.strip(), pattern).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    return None
+
+
+def _question(qa: Any, where: str) -> Question | None:
+    if not isinstance(qa, dict) or "question" not in qa:
+        raise EvalDataError(f"{where}: needs a 'question'")
+    try:
+        category = int(qa.get("category", 0))
+    except (TypeError, ValueError):
+        raise EvalDataError(f"{where}: category {qa.get('category')!r} is not an integer") from None
+    evidence = frozenset(
+        part for ref in qa.get("evidence") or [] for part in _DIA_SPLIT.split(str(ref)) if part
+    )
+    if category in EXCLUDED_CATEGORIES or not evidence:
+        return None
+    return Question(str(qa["question"]), evidence, category)
+
+
+def run_locomo(
+    path: Path,
+    cutoffs: Iterable[int] = (1, 5, 10, 20),
+    *,
+    mode: str = "hybrid",
+    limit: int | None = None,
+    embedder: str | None = None,
+    home: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    memos_factory: Callable[[Path], Any] | None = None,
+) -> dict[str, Any]:
+    """Ingest each sample into a fresh cube, search every question, report recall@k.
+
+    Args:
+        home: memory folder to use (default: a temporary one, removed after).
+        memos_factory: builds the ``Memos`` for a home (default: the real
+            embedder named by ``embedder``).
+    """
+    samples = load_locomo(path)[:limit]
+    ks = sorted(set(cutoffs))
+    with tempfile.TemporaryDirectory(prefix="memos-locomo-") as scratch:
+        memos = (memos_factory or _default_factory(embedder))(Path(home or scratch))
+        try:
+            return _evaluate(memos, samples, ks, mode, str(path), progress)
+        finally:
+            memos.close()
+
+
+def _default_factory(embedder: str | None) -> Callable[[Path], Any]:
+    def build(home: Path) -> Any:
+        from memos.client import Memos
+        from memos.config import MemosConfig
+
+        return Memos(MemosConfig(home=home, embedder=embedder or "default"))
+
+    return build
+
+
+def _evaluate(
+    memos: Any,
+    samples: list[Sample],
+    ks: list[int],
+    mode: str,
+    source: str,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
+    scores: list[tuple[int, dict[int, float]]] = []
+    latencies: list[float] = []
+    ingest_s, ingested = 0.0, 0
+    total = sum(len(s.questions) for s in samples)
+    for number, sample in enumerate(samples):
+        cube = f"locomo-{number}-{re.sub(r'[^A-Za-z0-9_.-]', '_', sample.sample_id)[:60]}"
+        start = time.perf_counter()
+        memos.add_messages(sample.messages, cube=cube)
+        ingest_s += time.perf_counter() - start
+        ingested += len(sample.messages)
+        for question in sample.questions:
+            start = time.perf_counter()
+            hits = memos.search(question.text, cube=cube, k=max(ks), mode=mode)
+            latencies.append(time.perf_counter() - start)
+            ranked = [hit.item.metadata.get("dia_id") for hit in hits]
+            scores.append((question.category, _recall(ranked, question.evidence, ks)))
+            if progress:
+                progress(len(scores), total)
+    return _report(scores, ks, samples, source, mode, ingested, ingest_s, latencies)
+
+
+def _recall(ranked: list[Any], evidence: frozenset[str], ks: list[int]) -> dict[int, float]:
+    return {k: len(evidence.intersection(ranked[:k])) / len(evidence) for k in ks}
+
+
+def _report(
+    scores: list[tuple[int, dict[int, float]]],
+    ks: list[int],
+    samples: list[Sample],
+    source: str,
+    mode: str,
+    ingested: int,
+    ingest_s: float,
+    latencies: list[float],
+) -> dict[str, Any]:
+    def summary(rows: list[dict[int, float]]) -> dict[str, float]:
+        return {f"recall@{k}": float(np.mean([r[k] for r in rows])) if rows else 0.0 for k in ks}
+
+    by_category = {
+        str(c): {
+            "n": sum(1 for cat, _ in scores if cat == c),
+            **summary([r for cat, r in scores if cat == c]),
+        }
+        for c in sorted({cat for cat, _ in scores})
+    }
+    ms = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
+    return {
+        "file": source,
+        "mode": mode,
+        "samples": len(samples),
+        "questions": len(scores),
+        "overall": summary([r for _, r in scores]),
+        "by_category": by_category,
+        "timing": {
+            "ingest_items": ingested,
+            "ingest_s": round(ingest_s, 3),
+            "ingest_items_per_s": ingested / ingest_s if ingest_s else 0.0,
+            "search_p50_ms": float(np.percentile(ms, 50)),
+            "search_p95_ms": float(np.percentile(ms, 95)),
+        },
+    }

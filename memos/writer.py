@@ -1,0 +1,246 @@
+"""Every change to memory: add, update, delete, restore, purge.
+
+Each change validates first, embeds outside any transaction, then runs one
+short write transaction (retried on contention) that bumps the cube's
+revision, and finally reflects itself in this process's loaded index. Other
+processes pick the change up from the revision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from memos import ingest, store
+from memos.clock import Clock
+from memos.config import MemosConfig
+from memos.db import Database
+from memos.embedder import Embedder, embed
+from memos.errors import DuplicateError, InvalidInputError
+from memos.indexes import IndexManager, Progress
+from memos.models import Cube, Item
+from memos.records import MemoryRecord
+from memos.store import NewItem
+
+BULK_CHUNK = 256
+UPDATABLE = (
+    "metadata",
+    "tags",
+    "speaker",
+    "role",
+    "session_id",
+    "event_time",
+    "pinned",
+    "trust",
+    "reason",
+)
+
+
+@dataclass
+class Writer:
+    """Applies changes to the database and the loaded indexes."""
+
+    db: Database
+    embedder: Embedder
+    indexes: IndexManager
+    clock: Clock
+    config: MemosConfig
+
+    def store(
+        self, items: Sequence[NewItem], cube: str, progress: Progress | None = None
+    ) -> list[MemoryRecord]:
+        """Store ``items`` (skipping text the cube holds) and return them in order.
+
+        Work goes in chunks; embedding the next chunk overlaps writing this one.
+        """
+        ingest.check_cube_name(cube)
+        stored: dict[str, MemoryRecord] = {}
+        chunks = [items[i : i + BULK_CHUNK] for i in range(0, len(items), BULK_CHUNK)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="memos-write") as pool:
+            pending: Future[dict[str, MemoryRecord]] | None = None
+            for chunk in chunks:
+                vectors = self.vectors_for(chunk, cube)
+                if pending is not None:
+                    self._collect(pending, stored, progress, len(items))
+                pending = pool.submit(self._commit, chunk, vectors, cube)
+            if pending is not None:
+                self._collect(pending, stored, progress, len(items))
+        return [stored[item.content_hash] for item in items]
+
+    @staticmethod
+    def _collect(
+        pending: Future[dict[str, MemoryRecord]],
+        stored: dict[str, MemoryRecord],
+        progress: Progress | None,
+        total: int,
+    ) -> None:
+        before = len(stored)
+        stored.update(pending.result())
+        if progress:
+            progress(min(total, len(stored) + (before == len(stored))), total)
+
+    def vectors_for(self, items: Sequence[NewItem], cube: str) -> dict[str, np.ndarray]:
+        """Vectors of the content among ``items`` the cube lacks: cached, else embedded."""
+        texts = {item.content_hash: item.text for item in items}
+        with self.db.read() as session:
+            cube_pk = session.scalar(select(Cube.pk).where(Cube.name == cube))
+            if cube_pk is not None:
+                for known in store.live_by_hash(session, cube_pk, texts):
+                    texts.pop(known)
+            vectors = store.cached_vectors(session, self.embedder.fingerprint, texts)
+        missing = [h for h in texts if h not in vectors]
+        if missing:
+            fresh = embed(self.embedder, [texts[h] for h in missing])
+            vectors.update(zip(missing, fresh, strict=True))
+        return vectors
+
+    def _commit(
+        self, items: Sequence[NewItem], vectors: dict[str, np.ndarray], cube: str
+    ) -> dict[str, MemoryRecord]:
+        now = self.clock.now()
+
+        def work(session: Session) -> tuple[int, int, dict[str, MemoryRecord], dict[int, str]]:
+            cube_row = store.ensure_cube(session, cube, now)
+            existing = store.live_by_hash(session, cube_row.pk, (i.content_hash for i in items))
+            records = {h: store.to_record(row, cube) for h, row in existing.items()}
+            fresh = list(
+                {i.content_hash: i for i in items if i.content_hash not in existing}.values()
+            )
+            if not fresh:
+                return cube_row.pk, 0, records, {}
+            revision = store.bump_revision(session, cube_row.pk)
+            known = {
+                i.content_hash: vectors[i.content_hash] for i in fresh if i.content_hash in vectors
+            }
+            store.save_vectors(session, self.embedder.fingerprint, known)
+            keys = store.insert_items(session, cube_row, fresh, now, revision)
+            rows = session.scalars(select(Item).where(Item.pk.in_([pk for pk, _ in keys])))
+            records.update({row.content_hash: store.to_record(row, cube) for row in rows})
+            new_pks = {pk: item.content_hash for (pk, _), item in zip(keys, fresh, strict=True)}
+            return cube_row.pk, revision, records, new_pks
+
+        try:
+            cube_pk, revision, records, new_pks = self.db.write(work)
+        except IntegrityError:
+            # Another process stored the same text between our check and insert.
+            cube_pk, revision, records, new_pks = self.db.write(work)
+        if new_pks:
+            upserts = {pk: vectors[h] for pk, h in new_pks.items() if h in vectors}
+            self.indexes.apply_own_write(cube_pk, revision, upserts, [])
+        return records
+
+    def update(self, item_id: str, text: str | None, changes: Mapping[str, Any]) -> MemoryRecord:
+        """Write the next version of an item (see ``Memos.update``)."""
+        unknown = sorted(set(changes) - set(UPDATABLE))
+        if unknown:
+            raise InvalidInputError(
+                f"cannot update field(s) {unknown}; allowed: text, {', '.join(UPDATABLE)}"
+            )
+        fields = dict(changes)
+        reason = fields.pop("reason", "update")
+        with self.db.read() as session:
+            current = store.item_by_id(session, item_id, include_deleted=False)
+            cube_name = session.scalar(select(Cube.name).where(Cube.pk == current.cube_pk)) or ""
+        new = ingest.new_item(
+            current.text if text is None else text,
+            max_chars=self.config.max_text_chars,
+            **{**_editable(current), **fields},
+        )
+        changed = new.content_hash != current.content_hash
+        vectors = self.vectors_for([new], cube_name) if changed else {}
+        now = self.clock.now()
+
+        def work(session: Session) -> tuple[int, int, int, MemoryRecord]:
+            item = store.item_by_id(session, item_id, include_deleted=False)
+            if new.content_hash != item.content_hash:
+                clash = store.live_by_hash(session, item.cube_pk, [new.content_hash])
+                if clash:
+                    other = next(iter(clash.values())).id
+                    raise DuplicateError(f"item {other} already holds this text in the cube")
+                store.save_vectors(session, self.embedder.fingerprint, vectors)
+            revision = store.bump_revision(session, item.cube_pk)
+            store.rewrite_item(session, item, new, now, revision, reason)
+            session.flush()
+            return item.cube_pk, item.pk, revision, store.to_record(item, cube_name)
+
+        cube_pk, pk, revision, record = self.db.write(work)
+        upserts = {pk: vectors[new.content_hash]} if new.content_hash in vectors else {}
+        self.indexes.apply_own_write(cube_pk, revision, upserts, [])
+        return record
+
+    def delete(self, item_id: str, reason: str) -> MemoryRecord:
+        """Soft-delete an item."""
+        now = self.clock.now()
+
+        def work(session: Session) -> tuple[int, int, int, MemoryRecord]:
+            item = store.item_by_id(session, item_id, include_deleted=False)
+            revision = store.bump_revision(session, item.cube_pk)
+            store.set_deleted(session, item, now, revision, reason)
+            return item.cube_pk, item.pk, revision, record_of(session, item)
+
+        cube_pk, pk, revision, record = self.db.write(work)
+        self.indexes.apply_own_write(cube_pk, revision, {}, [pk])
+        return record
+
+    def restore(self, item_id: str) -> MemoryRecord:
+        """Undo a soft delete."""
+        now = self.clock.now()
+
+        def work(session: Session) -> tuple[int, bool, MemoryRecord]:
+            item = store.item_by_id(session, item_id)
+            if item.state != "deleted":
+                return item.cube_pk, False, record_of(session, item)
+            if store.live_by_hash(session, item.cube_pk, [item.content_hash]):
+                raise DuplicateError(f"the text of {item_id} was stored again since it was deleted")
+            revision = store.bump_revision(session, item.cube_pk)
+            store.set_restored(session, item, now, revision)
+            return item.cube_pk, True, record_of(session, item)
+
+        cube_pk, changed, record = self.db.write(work)
+        index = self.indexes.loaded(cube_pk)
+        if changed and index is not None:
+            self.indexes.catch_up(cube_pk, index)
+        return record
+
+    def purge(self, item_id: str, reason: str) -> None:
+        """Remove an item and its history for good."""
+        now = self.clock.now()
+
+        def work(session: Session) -> tuple[int, int]:
+            item = store.item_by_id(session, item_id)
+            cube_pk, pk = item.cube_pk, item.pk
+            store.bump_revision(session, cube_pk)
+            store.purge_item(session, item, now, reason)
+            return cube_pk, pk
+
+        cube_pk, pk = self.db.write(work)
+        self.indexes.forget(cube_pk, [pk])
+
+
+def record_of(session: Session, item: Item) -> MemoryRecord:
+    """An item's record, with its cube's name looked up."""
+    name = session.scalar(select(Cube.name).where(Cube.pk == item.cube_pk))
+    return store.to_record(item, name or "")
+
+
+def _editable(item: Item) -> dict[str, Any]:
+    return {
+        "metadata": item.meta,
+        "tags": item.tags,
+        "speaker": item.speaker,
+        "role": item.role,
+        "session_id": item.session_id,
+        "event_time": item.event_time,
+        "pinned": item.pinned,
+        "trust": item.trust,
+        "user_id": item.user_id,
+        "agent_id": item.agent_id,
+        "source": item.source_kind,
+    }

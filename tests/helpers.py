@@ -1,0 +1,67 @@
+"""Test helpers importable by the tests and by the subprocesses they start."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from memos.client import Memos
+from memos.clock import ManualClock
+from memos.config import MemosConfig
+
+_WORD = re.compile(r"\w+")
+
+
+class HashingEmbedder:
+    """A small deterministic embedder: signed feature hashing of words and bigrams.
+
+    Real enough for fast unit tests (texts sharing words are similar); the
+    real model is exercised by the tests marked ``real_model``.
+    """
+
+    def __init__(self, dim: int = 64) -> None:
+        self.dim = dim
+        self.fingerprint = f"hash:{dim}"
+        self.calls = 0
+        self.texts_seen = 0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.texts_seen += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = _WORD.findall(text.lower())
+            for feature in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
+                digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+                bucket = int.from_bytes(digest[:4], "little") % self.dim
+                out[row, bucket] += 1.0 if digest[4] & 1 else -1.0
+            out[row, (len(text) * 7) % self.dim] += 0.01  # never all-zero
+        return out
+
+
+class BrokenEmbedder(HashingEmbedder):
+    """Returns NaN or the wrong dimension, as a faulty custom model might."""
+
+    def __init__(self, fault: str) -> None:
+        super().__init__()
+        self.fault = fault
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = super().encode(texts)
+        if self.fault == "nan":
+            out[:, 0] = np.nan
+            return out
+        if self.fault == "dim":
+            return out[:, : self.dim - 1]
+        raise RuntimeError("model exploded")
+
+
+def open_memos(home: Path, url: str | None = None, **config: object) -> Memos:
+    """A Memos on ``home`` (and ``url``) with the hashing embedder and a manual clock."""
+    cfg = MemosConfig(home=home, database_url=url, **config)  # type: ignore[arg-type]
+    return Memos(cfg, embedder=HashingEmbedder(), clock=ManualClock())

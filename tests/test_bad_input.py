@@ -1,0 +1,158 @@
+"""Every kind of bad input gets a clear typed error and loses nothing stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import BrokenEmbedder, open_memos
+
+from memos import (
+    ConfigError,
+    EmbedderError,
+    InvalidFilterError,
+    InvalidInputError,
+    InvalidTextError,
+    MemosError,
+    TextTooLongError,
+    UnknownCubeError,
+    UnknownItemError,
+)
+from memos.client import Memos
+from memos.clock import ManualClock
+from memos.config import MemosConfig
+
+
+@pytest.fixture
+def stocked(mem: Memos) -> Memos:
+    mem.add_many(["keep me", "and me too"])
+    return mem
+
+
+def _intact(mem: Memos) -> None:
+    assert mem.stats().items == 2
+    assert [h.item.text for h in mem.search("keep me", k=1)] == ["keep me"]
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   \n\t ", None, 42, b"bytes", ["list"], "lone \ud800 surrogate", "nul\x00char"]
+)
+def test_bad_text_is_refused(stocked: Memos, text: object) -> None:
+    with pytest.raises(InvalidTextError):
+        stocked.add(text)  # type: ignore[arg-type]
+    _intact(stocked)
+
+
+def test_bad_entry_in_a_batch_stores_none_of_it(stocked: Memos) -> None:
+    with pytest.raises(InvalidTextError):
+        stocked.add_many(["fine", "also fine", ""])
+    with pytest.raises(InvalidInputError, match="message 1"):
+        stocked.add_messages([{"role": "user", "content": "hi"}, {"role": "user"}])
+    _intact(stocked)
+
+
+def test_text_over_the_limit_is_refused_and_chunking_is_offered(stocked: Memos) -> None:
+    long = "word " * 1000  # 5000 characters > 4000
+    with pytest.raises(TextTooLongError, match="add_document"):
+        stocked.add(long)
+    _intact(stocked)
+    chunks = stocked.add_document(long, cube="docs")
+    assert len(chunks) > 1
+    assert all(len(c.text) <= stocked.config.chunk_chars for c in chunks)
+    assert {c.metadata["chunks"] for c in chunks} == {len(chunks)}
+
+
+def test_unknown_ids_and_cubes(stocked: Memos) -> None:
+    for call in (stocked.get, stocked.history, stocked.delete, stocked.purge, stocked.restore):
+        with pytest.raises(UnknownItemError):
+            call("no-such-id")
+    with pytest.raises(UnknownItemError):
+        stocked.update("no-such-id", "x")
+    with pytest.raises(UnknownCubeError):
+        stocked.search("x", cube="ghost")
+    with pytest.raises(InvalidInputError):
+        stocked.add("x", cube="bad name!")
+    _intact(stocked)
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        {"colour": "red"},
+        {"states": ["deleted"]},
+        {"states": ["bogus"]},
+        {"since": "not a date"},
+        {"since": "2024-02-01", "until": "2024-01-01"},
+        {"metadata": {"k": [1, 2]}},
+        {"metadata": {"bad key!": 1}},
+        {"tags": [1]},
+        {"user_id": 5},
+        "not a dict",
+    ],
+)
+def test_invalid_filters(stocked: Memos, flt: object) -> None:
+    with pytest.raises(InvalidFilterError):
+        stocked.search("keep", filter=flt)  # type: ignore[arg-type]
+    _intact(stocked)
+
+
+@pytest.mark.parametrize("bad", [{"k": 0}, {"k": 5000}, {"k": "3"}, {"mode": "magic"}])
+def test_invalid_search_arguments(stocked: Memos, bad: dict) -> None:
+    with pytest.raises(InvalidInputError):
+        stocked.search("keep", **bad)
+
+
+@pytest.mark.parametrize("fault", ["nan", "dim", "raise"])
+def test_broken_embedder_stores_nothing(tmp_path: Path, fault: str) -> None:
+    good = open_memos(tmp_path / "h")
+    good.add_many(["keep me", "and me too"])
+    good.close()
+    broken = Memos(
+        MemosConfig(home=tmp_path / "h"), embedder=BrokenEmbedder(fault), clock=ManualClock()
+    )
+    with pytest.raises(EmbedderError):
+        broken.add("a new memory")
+    with pytest.raises(EmbedderError):
+        broken.search("keep")
+    broken.close()
+    again = open_memos(tmp_path / "h")
+    _intact(again)
+    again.close()
+
+
+def test_bad_field_values(stocked: Memos) -> None:
+    for fields in (
+        {"trust": 2.0},
+        {"pinned": "yes"},
+        {"metadata": {"x": object()}},
+        {"tags": [""]},
+        {"event_time": "yesterday"},
+        {"colour": "red"},
+    ):
+        with pytest.raises(InvalidInputError):
+            stocked.add("valid text", **fields)
+    with pytest.raises(InvalidInputError):
+        stocked.update(stocked.list()[0].id, colour="red")
+    with pytest.raises(InvalidInputError):
+        stocked.context("keep", budget_tokens=0)
+    _intact(stocked)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"index_kind": "ivf"},
+        {"chunk_overlap": 5000},
+        {"max_text_chars": 0},
+        {"retention_weight": 2},
+    ],
+)
+def test_bad_config_names_value_and_allowed(tmp_path: Path, values: dict) -> None:
+    with pytest.raises(ConfigError) as info:
+        MemosConfig(home=tmp_path, **values)
+    assert next(iter(values)) in str(info.value)
+
+
+def test_every_error_is_a_memos_error() -> None:
+    for error in (ConfigError, EmbedderError, InvalidFilterError, UnknownCubeError):
+        assert issubclass(error, MemosError)

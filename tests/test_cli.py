@@ -1,0 +1,128 @@
+"""The ``memos`` CLI on the real default embedder, with an isolated MEMOS_HOME."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from memos.cli.main import app
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture
+def run(tmp_path: Path):  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    home = tmp_path / "home"
+
+    def invoke(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, ["--home", str(home), *args], input=input)
+
+    return invoke
+
+
+def _json(result) -> object:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_add_search_show_history_rm(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    added = _json(
+        run(
+            "add",
+            "Maya",
+            "is",
+            "allergic",
+            "to",
+            "peanuts",
+            "-t",
+            "health",
+            "-m",
+            "source=chat",
+            "--json",
+        )
+    )
+    item_id = added[0]["id"]
+    assert added[0]["text"] == "Maya is allergic to peanuts"
+    assert added[0]["metadata"] == {"source": "chat"}
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Maya drinks jasmine tea\n\nMaya lives in Lisbon\n")
+    assert run("add", "--file", str(notes)).exit_code == 0
+
+    hits = _json(run("search", "what", "can't", "Maya", "eat?", "-k", "2", "--json"))
+    assert hits[0]["item"]["id"] == item_id
+    assert {"dense", "keyword", "fused", "final"} <= set(hits[0]["parts"])
+    human = run("search", "tea")
+    assert human.exit_code == 0 and "jasmine" in human.stdout
+
+    assert _json(run("show", item_id, "--json"))["tags"] == ["health"]
+    listed = _json(run("ls", "--json"))
+    assert len(listed) == 3
+    assert _json(run("stats", "--json"))["items"] == 3
+    assert _json(run("cubes", "--json")) == ["default"]
+    assert len(_json(run("history", item_id, "--json"))) == 1
+
+    assert run("rm", item_id).exit_code == 0
+    assert _json(run("show", item_id, "--json"))["state"] == "deleted"
+    assert run("restore", item_id).exit_code == 0
+    assert run("rm", item_id, "--purge", "--yes").exit_code == 0
+    gone = run("show", item_id)
+    assert gone.exit_code == 1 and "no memory item" in gone.stderr
+
+
+def test_export_import_index_db(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("add", "first fact", "-c", "work")
+    run("add", "second fact", "-c", "work")
+    out = tmp_path / "dump.jsonl"
+    assert run("export", str(out)).exit_code == 0
+    assert len(out.read_text().splitlines()) == 3
+    other = CliRunner().invoke(
+        app, ["--home", str(tmp_path / "other"), "import", str(out), "--json"]
+    )
+    assert json.loads(other.stdout)["imported"] == 2
+    assert _json(run("index", "rebuild", "--json")) == {"work": 2}
+    current = _json(run("db", "current", "--json"))
+    assert current["up_to_date"] and current["current"] == current["head"]
+    assert run("db", "upgrade").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("add", ""), "empty"),
+        (("add",), "nothing to add"),
+        (("search", "x", "-c", "ghost"), "unknown cube"),
+        (("search", "x", "-k", "0"), "k=0"),
+        (("search", "x", "--state", "deleted"), "states"),
+        (("search", "x", "--since", "someday"), "ISO"),
+        (("add", "x", "-m", "novalue"), "key=value"),
+        (("show", "missing-id"), "no memory item"),
+        (("add", "--file", "/no/such/file"), "No such file"),
+        (("import", "/no/such/file"), "No such file"),
+        (("eval", "locomo", "/no/such/file"), "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(run, args, message) -> None:  # type: ignore[no-untyped-def]
+    if args[0] == "search":
+        run("add", "something to search")
+    result = run(*args)
+    assert result.exit_code != 0
+    assert message in result.stderr or message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) <= 1
+
+
+def test_invalid_utf8_file(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ok line\n\xff\xfe broken\n")
+    result = run("add", "--file", str(bad))
+    assert result.exit_code == 1 and "not valid UTF-8" in result.stderr
+
+
+def test_demo(run) -> None:  # type: ignore[no-untyped-def]
+    results = _json(run("demo", "--json"))
+    answers = {q: hits[0]["text"] for q, hits in results.items()}
+    assert answers["Where does Maya work?"] == "Maya works as a marine biologist in Lisbon"
+    assert answers["What does Maya like to drink?"] == "Maya's favourite drink is jasmine tea"

@@ -1,0 +1,67 @@
+"""Schema revisions: empty to head, no drift from the models, newer schemas refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from helpers import open_memos
+from sqlalchemy import inspect, text
+
+from memos import SchemaTooNewError, schema
+from memos.db import Database
+from memos.models import Base
+
+EXPECTED_TABLES = {
+    "cubes",
+    "memory_items",
+    "item_tags",
+    "item_versions",
+    "embeddings",
+    "artifacts",
+    "artifact_sources",
+    "events",
+    "alembic_version",
+}
+
+
+def _include(name: str | None, type_: str, _parents: object) -> bool:
+    return (
+        not (type_ == "table" and name and name.startswith("items_fts")) and name != "ix_items_fts"
+    )
+
+
+def test_empty_database_upgrades_to_head_without_drift(db_url: str) -> None:
+    db = Database(db_url)
+    assert schema.status(db).current is None
+    state = schema.upgrade(db)
+    assert state.up_to_date and state.current == state.head
+    tables = set(inspect(db.engine).get_table_names())
+    assert tables >= EXPECTED_TABLES
+    columns = {c["name"] for c in inspect(db.engine).get_columns("memory_items")}
+    assert {"id", "text", "content_hash", "metadata", "stability", "state", "pinned"} <= columns
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"include_name": _include})
+        assert compare_metadata(context, Base.metadata) == []
+    assert schema.upgrade(db).up_to_date  # idempotent
+    db.dispose()
+
+
+def test_newer_schema_is_refused_and_nothing_changes(tmp_path: Path) -> None:
+    mem = open_memos(tmp_path / "h")
+    mem.add("precious")
+    mem.close()
+    db = Database(mem.config.url)
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+    with pytest.raises(SchemaTooNewError, match="newer memos"):
+        open_memos(tmp_path / "h")
+    with pytest.raises(SchemaTooNewError):
+        schema.upgrade(db)
+    with db.engine.begin() as conn:
+        conn.execute(text(f"UPDATE alembic_version SET version_num = '{schema.head_revision(db)}'"))
+    again = open_memos(tmp_path / "h")
+    assert again.search("precious")[0].item.text == "precious"
+    again.close()
