@@ -98,7 +98,6 @@ class Memos:
                 return
             self._closed = True
         self.indexes.save_all()
-        self.retriever.close()
         self.db.dispose()
 
     def __enter__(self) -> Memos:

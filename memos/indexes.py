@@ -1,11 +1,12 @@
-"""Keeping each cube's dense index in step with the database.
+"""Keeping each cube's dense and keyword indexes in step with the database.
 
-An index is derived: it is loaded from its file when that file is whole and
-built for this cube and embedder, caught up from the database by the cube's
-revision (items stamped with a newer ``change_seq`` are re-read), reconciled
-when its item set disagrees with the database, and rebuilt from stored
-vectors when the file is missing or bad. Vectors missing from the embedding
-cache are computed then.
+Both indexes are derived. The dense one is loaded from its file when that
+file is whole and built for this cube and embedder, and rebuilt from stored
+vectors when the file is missing or bad (vectors missing from the embedding
+cache are computed then); the keyword one is built from the texts when the
+cube is first searched. Both are caught up from the database by the cube's
+revision (items stamped with a newer ``change_seq`` are re-read) and
+reconciled when their item set disagrees with the database (a purge).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from memos import store
 from memos.db import Database
 from memos.dense_index import DenseIndex, IndexFileError, IndexIdentity
 from memos.embedder import Embedder, embed
+from memos.keyword import KeywordIndex
 from memos.models import Cube, Embedding, Item
+from memos.records import SEARCHABLE_STATES
 
 log = logging.getLogger(__name__)
 _SAVE_EVERY = 5000
@@ -55,20 +58,52 @@ class IndexManager:
         self.kind = kind
         self.hnsw_m = hnsw_m
         self._indexes: dict[int, DenseIndex] = {}
+        self._keyword: dict[int, KeywordIndex] = {}
+        self._hidden: dict[int, set[int]] = {}
         self._lock = threading.RLock()
 
     def path(self, cube_id: str) -> Path:
         tag = self.embedder.fingerprint.rsplit(":", 1)[-1]
         return self.folder / cube_id / f"dense-{self.kind}-{tag}.safetensors"
 
-    def get(self, cube: Cube) -> DenseIndex:
-        """The cube's index, caught up with the database."""
+    def get(self, cube: Cube, revision: int | None = None) -> DenseIndex:
+        """The cube's dense index, caught up with the database (with its keyword index).
+
+        Args:
+            revision: the cube's revision if the caller has just read it.
+        """
         with self._lock:
             index = self._indexes.get(cube.pk)
             if index is None:
+                self._keyword[cube.pk] = self._build_keyword(cube.pk)
                 index = self._open(cube)
                 self._indexes[cube.pk] = index
-        self.catch_up(cube.pk, index)
+        self.catch_up(cube.pk, index, revision)
+        return index
+
+    def keyword(self, cube: Cube) -> KeywordIndex:
+        """The cube's keyword index as of the last :meth:`get`."""
+        if cube.pk not in self._keyword:
+            self.get(cube)
+        return self._keyword[cube.pk]
+
+    def hidden(self, cube_pk: int) -> set[int]:
+        """Indexed items of the cube in a state plain searches skip (archived, forgotten)."""
+        return self._hidden.setdefault(cube_pk, set())
+
+    def _build_keyword(self, cube_pk: int) -> KeywordIndex:
+        index = KeywordIndex()
+        hidden = self.hidden(cube_pk)
+        hidden.clear()
+        with self.db.read() as session:
+            index.revision = _revision(session, cube_pk)
+            rows = session.execute(
+                select(Item.pk, Item.text, Item.state).where(
+                    Item.cube_pk == cube_pk, Item.state != "deleted"
+                )
+            ).all()
+        index.upsert((int(pk), text) for pk, text, _ in rows)
+        hidden.update(int(pk) for pk, _, state in rows if state not in SEARCHABLE_STATES)
         return index
 
     def loaded(self, cube_pk: int) -> DenseIndex | None:
@@ -121,23 +156,41 @@ class IndexManager:
         index.save(self.path(cube.id))
         with self._lock:
             self._indexes[cube.pk] = index
+            self._keyword[cube.pk] = self._build_keyword(cube.pk)
         return index
 
-    def catch_up(self, cube_pk: int, index: DenseIndex) -> bool:
-        """Apply every change the database has past the index's revision."""
+    def catch_up(self, cube_pk: int, index: DenseIndex, revision: int | None = None) -> bool:
+        """Apply every change the database has past the indexes' revision."""
+        words = self._keyword.get(cube_pk)
+        since = min(index.revision, words.revision) if words else index.revision
+        if revision == since:
+            return False
         with self.db.read() as session:
             revision = _revision(session, cube_pk)
-            if revision == index.revision:
+            if revision == since:
                 return False
             rows = session.execute(
-                select(Item.pk, Item.state).where(
-                    Item.cube_pk == cube_pk, Item.change_seq > index.revision
+                select(Item.pk, Item.state, Item.text).where(
+                    Item.cube_pk == cube_pk, Item.change_seq > since
                 )
             ).all()
+        gone = [pk for pk, state, _ in rows if state == "deleted"]
+        live = [(pk, text) for pk, state, text in rows if state != "deleted"]
+        hidden = self.hidden(cube_pk)
+        for pk, state, _ in rows:
+            if state in SEARCHABLE_STATES or state == "deleted":
+                hidden.discard(pk)
+            else:
+                hidden.add(pk)
         with index.lock:
-            index.remove([pk for pk, state in rows if state == "deleted"])
-            self._load_vectors(index, [pk for pk, state in rows if state != "deleted"])
+            index.remove(gone)
+            self._load_vectors(index, [pk for pk, _ in live])
             index.revision = max(index.revision, revision)
+        if words is not None:
+            with words.lock:
+                words.remove(gone)
+                words.upsert(live)
+                words.revision = max(words.revision, revision)
         if index.unsaved >= _SAVE_EVERY:
             self.save(cube_pk)
         return True
@@ -164,24 +217,40 @@ class IndexManager:
             self._load_vectors(index, sorted(live - held))
 
     def apply_own_write(
-        self, cube_pk: int, revision: int, upserts: dict[int, np.ndarray], removals: list[int]
+        self,
+        cube_pk: int,
+        revision: int,
+        upserts: dict[int, tuple[str, np.ndarray]],
+        removals: list[int],
     ) -> None:
-        """Reflect this process's own committed write in its loaded index at once."""
-        index = self._indexes.get(cube_pk)
-        if index is None:
+        """Reflect this process's own committed write in its loaded indexes at once.
+
+        Args:
+            revision: the cube revision the write committed (-1: do not advance).
+            upserts: item pk → (text, vector) of items added or changed.
+            removals: pks of items deleted.
+        """
+        index, words = self._indexes.get(cube_pk), self._keyword.get(cube_pk)
+        if index is None or words is None:
             return
         with index.lock:
             index.remove(removals)
             if upserts:
-                index.upsert(list(upserts), np.stack(list(upserts.values())))
+                index.upsert(list(upserts), np.stack([v for _, v in upserts.values()]))
             if index.revision == revision - 1:
                 index.revision = revision
+        self.hidden(cube_pk).difference_update([*removals, *upserts])
+        with words.lock:
+            words.remove(removals)
+            words.upsert((pk, text) for pk, (text, _) in upserts.items())
+            if words.revision == revision - 1:
+                words.revision = revision
 
     def forget(self, cube_pk: int, pks: list[int]) -> None:
-        """Drop items from a loaded index (found missing from the database)."""
-        index = self._indexes.get(cube_pk)
-        if index is not None:
-            index.remove(pks)
+        """Drop items from the loaded indexes (found missing from the database)."""
+        for index in (self._indexes.get(cube_pk), self._keyword.get(cube_pk)):
+            if index is not None:
+                index.remove(pks)
 
     def save(self, cube_pk: int) -> None:
         index = self._indexes.get(cube_pk)

@@ -1,35 +1,32 @@
-"""The keyword channel: the database's own full-text search.
+"""The keyword channel: an in-memory Okapi BM25 index of one cube.
 
-SQLite uses an FTS5 table (``items_fts``, rowid = item pk) ranked by its
-built-in BM25; PostgreSQL uses a GIN index on ``to_tsvector('english', text)``
-ranked by ``ts_rank_cd`` (cover density, not BM25: documented). Keeping the
-keyword index in the database makes it transactional with the items, so it
-never needs rebuilding and is shared by every process.
+Derived like the dense index: built from the database's texts, caught up by
+the cube's revision, never the source of truth (so it is not persisted; a
+100k-item cube rebuilds in about a second). It scores only the postings of
+the query's terms, vectorized with numpy, so a search costs a few
+milliseconds at 100k items where the database's full-text search scored
+every match. Items keep a label; updates add a new label and retire the old
+one, and the index compacts itself when too much of it is retired.
+
+BM25 (k1 = 1.2, b = 0.75), with idf = ln(1 + (N - df + 0.5) / (df + 0.5)).
+Text is lower-cased and split on word characters; stop words are dropped.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import threading
+from collections import Counter
 from collections.abc import Iterable
 
-from sqlalchemy import (
-    ColumnElement,
-    Float,
-    bindparam,
-    column,
-    func,
-    literal_column,
-    select,
-    table,
-    text,
-)
-from sqlalchemy.orm import Session
+import numpy as np
 
-from memos.models import Item
-
+K1, B = 1.2, 0.75
 _WORD = re.compile(r"\w+", re.UNICODE)
-_MAX_TERMS = 32
-# Words too common to help ranking; dropping them keeps OR-queries cheap.
+_MAX_QUERY_TERMS = 32
+_COMPACT_MIN_DEAD = 256
+# Words too common to help ranking.
 STOPWORDS = frozenset(
     """
     a about above after again all am an and any are as at be been before being below
@@ -43,80 +40,135 @@ STOPWORDS = frozenset(
     """.split()
 )
 
-_fts = table("items_fts", column("rowid"), column("text"))
+
+def tokens(text: str) -> list[str]:
+    """Content words of ``text``, lower-cased, in order (stop words dropped)."""
+    return [
+        w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())
+    ]
 
 
 def query_terms(query: str) -> list[str]:
-    """Distinct lower-cased content words of ``query`` (stop words dropped)."""
-    terms: list[str] = []
-    for word in _WORD.findall(query.lower()):
-        if word not in STOPWORDS and word not in terms and (len(word) > 1 or word.isdigit()):
-            terms.append(word)
-    return terms[:_MAX_TERMS]
+    """Distinct content words of a query (at most 32)."""
+    return list(dict.fromkeys(tokens(query)))[:_MAX_QUERY_TERMS]
 
 
-def index_items(session: Session, rows: Iterable[tuple[int, str]]) -> None:
-    """Add ``(pk, text)`` rows to the keyword index (SQLite; PostgreSQL indexes itself)."""
-    if session.get_bind().dialect.name != "sqlite":
-        return
-    payload = [{"pk": pk, "text": body} for pk, body in rows]
-    if payload:
-        session.execute(text("INSERT INTO items_fts(rowid, text) VALUES (:pk, :text)"), payload)
+class KeywordIndex:
+    """BM25 over item texts, with a label → item-pk map like the dense index."""
 
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.revision = 0
+        self._reset()
 
-def unindex_items(session: Session, pks: Iterable[int]) -> None:
-    """Remove items from the keyword index (SQLite; PostgreSQL indexes itself)."""
-    if session.get_bind().dialect.name != "sqlite":
-        return
-    payload = [{"pk": pk} for pk in pks]
-    if payload:
-        session.execute(text("DELETE FROM items_fts WHERE rowid = :pk"), payload)
+    def _reset(self) -> None:
+        self._label_pk: list[int] = []
+        self._alive: list[bool] = []
+        self._doc_len: list[int] = []
+        self._doc_terms: list[Counter[str]] = []
+        self._pk_label: dict[int, int] = {}
+        self._postings: dict[str, tuple[list[int], list[int]]] = {}  # term → (labels, tfs)
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._df: Counter[str] = Counter()
+        self._total_len = 0
+        self._cache: dict[str, np.ndarray] = {}  # per-label arrays, rebuilt after changes
 
+    def __len__(self) -> int:
+        return len(self._pk_label)
 
-def search(
-    session: Session, query: str, where: ColumnElement[bool], limit: int
-) -> list[tuple[int, float]]:
-    """Best ``limit`` (item pk, score) pairs for ``query`` among items matching ``where``.
+    def pks(self) -> set[int]:
+        return set(self._pk_label)
 
-    Scores are higher-is-better (negated BM25 on SQLite, ``ts_rank_cd`` on
-    PostgreSQL). A query with no content words returns nothing.
-    """
-    terms = query_terms(query)
-    if not terms:
-        return []
-    if session.get_bind().dialect.name == "sqlite":
-        return _search_sqlite(session, terms, where, limit)
-    return _search_postgres(session, terms, where, limit)
+    def upsert(self, docs: Iterable[tuple[int, str]]) -> None:
+        """Add or replace the texts of items ``(pk, text)``."""
+        with self.lock:
+            for pk, text in docs:
+                self._kill(pk)
+                counts = Counter(tokens(text))
+                label = len(self._label_pk)
+                self._label_pk.append(pk)
+                self._alive.append(True)
+                self._doc_len.append(sum(counts.values()))
+                self._doc_terms.append(counts)
+                self._pk_label[pk] = label
+                self._total_len += self._doc_len[-1]
+                for term, tf in counts.items():
+                    labels, tfs = self._postings.setdefault(term, ([], []))
+                    labels.append(label)
+                    tfs.append(tf)
+                    self._df[term] += 1
+                    self._arrays.pop(term, None)
+            self._cache.clear()
 
+    def remove(self, pks: Iterable[int]) -> None:
+        """Forget items ``pks`` (unknown ones are ignored)."""
+        with self.lock:
+            for pk in pks:
+                self._kill(pk)
+            dead = len(self._label_pk) - len(self._pk_label)
+            if dead >= _COMPACT_MIN_DEAD and dead > len(self._pk_label) // 3:
+                self._compact()
 
-def _search_sqlite(
-    session: Session, terms: list[str], where: ColumnElement[bool], limit: int
-) -> list[tuple[int, float]]:
-    match = " OR ".join(f'"{term}"' for term in terms)
-    score = literal_column("bm25(items_fts)", Float)
-    stmt = (
-        select(Item.pk, score)
-        .select_from(_fts.join(Item, Item.pk == _fts.c.rowid))
-        .where(literal_column("items_fts").op("MATCH")(bindparam("match", match)))
-        .where(where)
-        .order_by(score)
-        .limit(limit)
-    )
-    return [(int(pk), -float(s)) for pk, s in session.execute(stmt)]
+    def _kill(self, pk: int) -> None:
+        label = self._pk_label.pop(pk, None)
+        if label is None:
+            return
+        self._alive[label] = False
+        self._cache.clear()
+        self._total_len -= self._doc_len[label]
+        for term in self._doc_terms[label]:
+            self._df[term] -= 1
 
+    def _compact(self) -> None:
+        live = [(self._label_pk[i], self._doc_terms[i]) for i, ok in enumerate(self._alive) if ok]
+        self._reset()
+        for pk, counts in live:
+            self.upsert([(pk, " ".join(counts.elements()))])
 
-def _search_postgres(
-    session: Session, terms: list[str], where: ColumnElement[bool], limit: int
-) -> list[tuple[int, float]]:
-    english: ColumnElement[str] = literal_column("'english'")
-    doc = func.to_tsvector(english, Item.text)  # the expression the GIN index holds
-    query = func.to_tsquery(english, bindparam("tsq", " | ".join(terms)))
-    score = func.ts_rank_cd(doc, query, type_=Float)
-    stmt = (
-        select(Item.pk, score)
-        .where(doc.op("@@")(query))
-        .where(where)
-        .order_by(score.desc())
-        .limit(limit)
-    )
-    return [(int(pk), float(s)) for pk, s in session.execute(stmt)]
+    def search(
+        self, query: str, k: int, allowed: Iterable[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """Best ``k`` (item pk, BM25 score) pairs, restricted to ``allowed`` pks if given."""
+        with self.lock:
+            n_docs = len(self._pk_label)
+            terms = [t for t in query_terms(query) if self._df.get(t, 0) > 0]
+            if not n_docs or not terms or k <= 0:
+                return []
+            scores = np.zeros(len(self._label_pk), dtype=np.float32)  # [labels]
+            norm = self._norm(n_docs)  # [labels]
+            for term in terms:
+                df = self._df[term]
+                idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+                labels, tfs = self._term_arrays(term)
+                scores[labels] += idf * tfs * (K1 + 1) / (tfs + norm[labels])
+            mask = self._alive_mask()
+            if allowed is not None:
+                keep = np.zeros_like(mask)
+                chosen = [self._pk_label[pk] for pk in allowed if pk in self._pk_label]
+                keep[np.asarray(chosen, dtype=np.int64)] = True
+                mask &= keep
+            candidates = np.flatnonzero((scores > 0) & mask)
+            if candidates.size > k:
+                candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+            order = candidates[np.argsort(-scores[candidates], kind="stable")]
+            return [(self._label_pk[i], float(scores[i])) for i in order]
+
+    def _norm(self, n_docs: int) -> np.ndarray:
+        """``k1 * (1 - b + b * len / avg_len)`` per label."""
+        if "norm" not in self._cache:
+            lengths = np.asarray(self._doc_len, dtype=np.float32)
+            self._cache["norm"] = K1 * (1 - B + B * lengths / (self._total_len / n_docs))
+        return self._cache["norm"]
+
+    def _alive_mask(self) -> np.ndarray:
+        if "alive" not in self._cache:
+            self._cache["alive"] = np.asarray(self._alive, dtype=bool)
+        return self._cache["alive"].copy()
+
+    def _term_arrays(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        cached = self._arrays.get(term)
+        if cached is None:
+            labels, tfs = self._postings[term]
+            cached = (np.asarray(labels, dtype=np.int64), np.asarray(tfs, dtype=np.float32))
+            self._arrays[term] = cached
+        return cached

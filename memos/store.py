@@ -1,8 +1,8 @@
 """Operations on the system of record, each inside a caller's session.
 
 These functions know the tables and the rules that keep them consistent:
-every change bumps its cube's revision and stamps the changed items with it,
-keeps the keyword index in step, records a version when content changes,
+every change bumps its cube's revision and stamps the changed items with it
+(which is how the derived indexes learn of it), records a version when content changes,
 marks derived artifacts stale, and appends an event. They never commit: the
 caller's transaction (``Database.write``) does.
 """
@@ -21,7 +21,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from memos import keyword
 from memos.errors import UnknownCubeError, UnknownItemError
 from memos.models import (
     Artifact,
@@ -121,7 +120,7 @@ def live_by_hash(session: Session, cube_pk: int, hashes: Iterable[str]) -> dict[
 def insert_items(
     session: Session, cube: Cube, items: Sequence[NewItem], now: datetime, revision: int
 ) -> list[tuple[int, str]]:
-    """Insert new items with their first version, tags, keyword entries and events.
+    """Insert new items with their first version, tags and events.
 
     Returns the ``(pk, id)`` of each item, in order.
     """
@@ -147,9 +146,6 @@ def insert_items(
         ],
     )
     _insert_tags(session, [(pk, item.tags) for (pk, _), item in zip(keys, items, strict=True)])
-    keyword.index_items(
-        session, [(pk, item.text) for (pk, _), item in zip(keys, items, strict=True)]
-    )
     session.execute(
         insert(Event),
         [
@@ -238,8 +234,6 @@ def rewrite_item(
     session.query(ItemTag).filter(ItemTag.item_pk == item.pk).delete()
     _insert_tags(session, [(item.pk, new.tags)])
     if text_changed:
-        keyword.unindex_items(session, [item.pk])
-        keyword.index_items(session, [(item.pk, new.text)])
         mark_artifacts_stale(session, [item.id], "source item updated")
     log_event(
         session,
@@ -257,7 +251,6 @@ def set_deleted(session: Session, item: Item, now: datetime, revision: int, reas
     previous = item.state
     item.state, item.deleted_at = "deleted", now
     item.updated_at, item.change_seq = now, revision
-    keyword.unindex_items(session, [item.pk])
     mark_artifacts_stale(session, [item.id], "source item deleted")
     log_event(
         session,
@@ -281,7 +274,6 @@ def set_restored(session: Session, item: Item, now: datetime, revision: int) -> 
     previous = (last.details or {}).get("previous_state", "active") if last else "active"
     item.state, item.deleted_at = previous, None
     item.updated_at, item.change_seq = now, revision
-    keyword.index_items(session, [(item.pk, item.text)])
     log_event(
         session, now, "restore", cube_pk=item.cube_pk, item_id=item.id, details={"state": previous}
     )
@@ -289,7 +281,6 @@ def set_restored(session: Session, item: Item, now: datetime, revision: int) -> 
 
 def purge_item(session: Session, item: Item, now: datetime, reason: str) -> None:
     """Remove ``item`` and its history for good (the event log keeps that it existed)."""
-    keyword.unindex_items(session, [item.pk])
     mark_artifacts_stale(session, [item.id], "source item purged")
     log_event(
         session,
@@ -426,6 +417,40 @@ def to_record(item: Item, cube_name: str) -> MemoryRecord:
         state=item.state,
         pinned=item.pinned,
         trust=item.trust,
+    )
+
+
+def records_by_pk(session: Session, pks: Sequence[int], cube_name: str) -> dict[int, MemoryRecord]:
+    """Records of items ``pks`` read with one plain (non-ORM) query."""
+    table = Item.__table__
+    rows = session.execute(select(table).where(table.c.pk.in_(list(pks)))).mappings()
+    return {row["pk"]: _row_record(row, cube_name) for row in rows}
+
+
+def _row_record(row: Any, cube_name: str) -> MemoryRecord:
+    return MemoryRecord(
+        id=row["id"],
+        cube=cube_name,
+        text=row["text"],
+        content_hash=row["content_hash"],
+        metadata=dict(row["metadata"] or {}),
+        tags=list(row["tags"] or []),
+        user_id=row["user_id"],
+        agent_id=row["agent_id"],
+        source_kind=row["source_kind"],
+        session_id=row["session_id"],
+        speaker=row["speaker"],
+        role=row["role"],
+        event_time=row["event_time"],
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_accessed_at=row["last_accessed_at"],
+        access_count=row["access_count"],
+        stability=row["stability"],
+        state=row["state"],
+        pinned=bool(row["pinned"]),
+        trust=row["trust"],
     )
 
 

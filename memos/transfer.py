@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from memos import ingest, keyword, store
+from memos import ingest, store
 from memos.errors import ImportFormatError, InvalidInputError
 from memos.models import Cube, Item, ItemTag, ItemVersion
 from memos.records import STATES, ImportReport
@@ -213,7 +213,6 @@ def _store(
             versions += 1
         session.add_all(ItemTag(item_pk=item.pk, tag=tag) for tag in data["tags"])
         if item.state != "deleted":
-            keyword.index_items(session, [(item.pk, item.text)])
             live[item.content_hash] = item
         imported += 1
     store.save_vectors(session, memos.embedder.fingerprint, vectors)

@@ -132,8 +132,12 @@ class Writer:
             # Another process stored the same text between our check and insert.
             cube_pk, revision, records, new_pks = self.db.write(work)
         if new_pks:
-            upserts = {pk: vectors[h] for pk, h in new_pks.items() if h in vectors}
-            self.indexes.apply_own_write(cube_pk, revision, upserts, [])
+            texts = {item.content_hash: item.text for item in items}
+            upserts = {pk: (texts[h], vectors[h]) for pk, h in new_pks.items() if h in vectors}
+            # An item deleted elsewhere after we checked has no vector here:
+            # then leave the revision alone and let catch-up embed it.
+            complete = len(upserts) == len(new_pks)
+            self.indexes.apply_own_write(cube_pk, revision if complete else -1, upserts, [])
         return records
 
     def update(self, item_id: str, text: str | None, changes: Mapping[str, Any]) -> MemoryRecord:
@@ -171,7 +175,7 @@ class Writer:
             return item.cube_pk, item.pk, revision, store.to_record(item, cube_name)
 
         cube_pk, pk, revision, record = self.db.write(work)
-        upserts = {pk: vectors[new.content_hash]} if new.content_hash in vectors else {}
+        upserts = {pk: (new.text, vectors[new.content_hash])} if new.content_hash in vectors else {}
         self.indexes.apply_own_write(cube_pk, revision, upserts, [])
         return record
 

@@ -27,12 +27,6 @@ EXPECTED_TABLES = {
 }
 
 
-def _include(name: str | None, type_: str, _parents: object) -> bool:
-    return (
-        not (type_ == "table" and name and name.startswith("items_fts")) and name != "ix_items_fts"
-    )
-
-
 def test_empty_database_upgrades_to_head_without_drift(db_url: str) -> None:
     db = Database(db_url)
     assert schema.status(db).current is None
@@ -43,7 +37,7 @@ def test_empty_database_upgrades_to_head_without_drift(db_url: str) -> None:
     columns = {c["name"] for c in inspect(db.engine).get_columns("memory_items")}
     assert {"id", "text", "content_hash", "metadata", "stability", "state", "pinned"} <= columns
     with db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"include_name": _include})
+        context = MigrationContext.configure(conn)
         assert compare_metadata(context, Base.metadata) == []
     assert schema.upgrade(db).up_to_date  # idempotent
     db.dispose()

@@ -4,8 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-23
 
-The tables of the system of record, and the keyword index: an FTS5 table on
-SQLite (rowid = item pk), a GIN expression index on PostgreSQL.
+The tables of the system of record.
 """
 
 from __future__ import annotations
@@ -174,23 +173,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("pk"),
         sa.UniqueConstraint("item_pk", "version", name="uq_item_versions"),
     )
-    _create_keyword_index()
-
-
-def _create_keyword_index() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        op.execute("CREATE VIRTUAL TABLE items_fts USING fts5(text, tokenize='porter unicode61')")
-    else:
-        op.execute(
-            "CREATE INDEX ix_items_fts ON memory_items USING gin (to_tsvector('english', text))"
-        )
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        op.execute("DROP TABLE items_fts")
-    else:
-        op.execute("DROP INDEX ix_items_fts")
     op.drop_table("item_versions")
     with op.batch_alter_table("item_tags", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_item_tags_tag"))
