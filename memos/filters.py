@@ -72,13 +72,6 @@ class SearchFilter:
             )
         return cls(**dict(value))
 
-    @property
-    def is_default(self) -> bool:
-        """True when only the default state restriction applies."""
-        return self == SearchFilter(states=self.states) and set(self.states) <= set(
-            SEARCHABLE_STATES
-        )
-
     def conditions(self, cube_pk: int) -> list[ColumnElement[bool]]:
         """SQL conditions on ``Item`` selecting what this filter allows in a cube."""
         conds: list[ColumnElement[bool]] = [Item.cube_pk == cube_pk, Item.state.in_(self.states)]

@@ -201,3 +201,26 @@ def test_threads_share_one_instance(mem: Memos) -> None:
         list(pool.map(work, range(4)))
     assert mem.stats().items == 40
     assert len(mem.indexes.get(mem._cube("default"))) == 40
+
+
+def test_archived_items_are_hidden_unless_asked(mem: Memos) -> None:
+    from sqlalchemy import update
+
+    from memos import store
+    from memos.models import Item
+
+    records = mem.add_many(FACTS)
+    mem.search("warm up the indexes")
+    target = records[1]
+
+    def archive(session):  # type: ignore[no-untyped-def]
+        revision = store.bump_revision(session, mem._cube("default").pk)
+        session.execute(
+            update(Item).where(Item.id == target.id).values(state="archived", change_seq=revision)
+        )
+
+    mem.db.write(archive)
+    for mode in ("hybrid", "dense", "keyword"):
+        assert all(h.item.id != target.id for h in mem.search("cello orchestra", mode=mode))
+    asked = mem.search("cello orchestra", filter={"states": ["archived"]})
+    assert [h.item.id for h in asked] == [target.id]
