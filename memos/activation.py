@@ -1,0 +1,326 @@
+"""The activation tier: KV snapshots of memory blocks, registered, budgeted, checked.
+
+A snapshot is built from chosen items: their texts go into a block (see
+:func:`block_text`), the block becomes the system message of the model's chat
+template, and one prefill of that prefix is saved. Each snapshot is a tier
+artifact with its source items and their content hashes, so updating,
+deleting or purging a source marks it stale; stale snapshots, snapshots of
+another model, and files whose bytes no longer match are never used. Each
+cube keeps its snapshots within a byte budget, evicting the least recently
+used first.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select
+
+from memos import kv_snapshot, store
+from memos.errors import InvalidInputError, NotFoundError
+from memos.kv_snapshot import Snapshot, SnapshotError
+from memos.models import Artifact, ArtifactSource, Cube, Item
+from memos.records import MemoryRecord
+
+if TYPE_CHECKING:
+    from memos.client import Memos
+    from memos.lm import LanguageModel
+
+KIND = "kv"
+BLOCK_HEADER = "You are a helpful assistant. What you remember about the user and the world:"
+
+
+def block_text(texts: Sequence[str]) -> str:
+    """The memory block a snapshot holds: a header line, then one ``- text`` line each."""
+    return "\n".join([BLOCK_HEADER, *(f"- {text}" for text in texts)])
+
+
+def prefix_messages(block: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": block}]
+
+
+class UnknownSnapshotError(NotFoundError):
+    """No snapshot has this id."""
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A registered snapshot as the SDK and CLI report it."""
+
+    id: str
+    cube: str
+    path: str
+    tokens: int
+    items: int
+    byte_size: int
+    dtype: str
+    stale: bool
+    stale_reason: str | None
+    model_fingerprint: str
+    created_at: datetime
+    last_used_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+class ActivationTier:
+    """Builds, lists, checks, evicts and hands out KV snapshots of one memos store."""
+
+    def __init__(self, memos: Memos) -> None:
+        self.memos = memos
+
+    @property
+    def folder(self) -> Path:
+        return self.memos.config.home / "kv"
+
+    def build(
+        self,
+        cube: str,
+        *,
+        items: Sequence[MemoryRecord] | None = None,
+        query: str | None = None,
+        max_tokens: int = 1024,
+        dtype: str = "float32",
+    ) -> SnapshotInfo:
+        """Snapshot a block of the cube's memories (given, found by ``query``, or newest)."""
+        if max_tokens < 16:
+            raise InvalidInputError(f"max_tokens={max_tokens}; allowed: >= 16")
+        lm = self.memos.lm
+        chosen = list(items) if items is not None else self._choose(cube, query)
+        if not chosen:
+            raise InvalidInputError(f"cube {cube!r} has no memories to snapshot")
+        chosen, ids = self._fit(lm, chosen, max_tokens)
+        snapshot = kv_snapshot.prefill(lm, ids, dtype)
+        artifact_id = str(uuid.uuid4())
+        cube_row = self.memos._cube(cube)
+        path = self.folder / cube_row.id / f"{artifact_id}.safetensors"
+        sha, size = kv_snapshot.save(snapshot, path)
+        meta = {
+            "tokens": len(ids),
+            "items": len(chosen),
+            "dtype": dtype,
+            "block": block_text([r.text for r in chosen]),
+            "last_used_at": None,
+        }
+        self._register(cube_row, artifact_id, path, sha, size, lm.fingerprint, meta, chosen)
+        self.enforce_budget(cube)
+        return self.info(artifact_id)
+
+    def _choose(self, cube: str, query: str | None) -> list[MemoryRecord]:
+        if query:
+            return [hit.item for hit in self.memos.search(query, cube=cube, k=100)]
+        return self.memos.list(cube=cube, limit=500)
+
+    def _fit(
+        self, lm: LanguageModel, chosen: list[MemoryRecord], max_tokens: int
+    ) -> tuple[list[MemoryRecord], list[int]]:
+        """The longest leading run of ``chosen`` whose prefix fits ``max_tokens``."""
+        low, high, best = 1, len(chosen), None
+        while low <= high:
+            mid = (low + high) // 2
+            ids = lm.encode(prefix_text(lm, block_text([r.text for r in chosen[:mid]])))
+            if len(ids) <= max_tokens:
+                best, low = (chosen[:mid], ids), mid + 1
+            else:
+                high = mid - 1
+        if best is None:
+            raise InvalidInputError(f"even one memory exceeds max_tokens={max_tokens}")
+        return best
+
+    def _register(
+        self,
+        cube: Cube,
+        artifact_id: str,
+        path: Path,
+        sha: str,
+        size: int,
+        fingerprint: str,
+        meta: dict[str, Any],
+        chosen: Sequence[MemoryRecord],
+    ) -> None:
+        now = self.memos.clock.now()
+
+        def work(session: Any) -> None:
+            artifact = Artifact(
+                id=artifact_id,
+                cube_pk=cube.pk,
+                kind=KIND,
+                path=str(path),
+                sha256=sha,
+                byte_size=size,
+                model_fingerprint=fingerprint,
+                created_at=now,
+                meta=meta,
+            )
+            session.add(artifact)
+            session.flush()
+            session.add_all(
+                ArtifactSource(artifact_pk=artifact.pk, item_id=r.id, content_hash=r.content_hash)
+                for r in chosen
+            )
+            store.log_event(
+                session,
+                now,
+                "kv.build",
+                cube_pk=cube.pk,
+                from_tier="plaintext",
+                to_tier="activation",
+                details={
+                    "artifact": artifact_id,
+                    "items": len(chosen),
+                    "tokens": meta["tokens"],
+                    "bytes": size,
+                },
+            )
+
+        self.memos.db.write(work)
+
+    def snapshots(self, cube: str | None = None) -> list[SnapshotInfo]:
+        """Snapshots of a cube (all cubes when ``None``), newest first."""
+        with self.memos.db.read() as session:
+            stmt = select(Artifact, Cube.name).join(Cube).where(Artifact.kind == KIND)
+            if cube is not None:
+                stmt = stmt.where(Cube.pk == self.memos._cube(cube).pk)
+            rows = session.execute(stmt.order_by(Artifact.created_at.desc(), Artifact.pk.desc()))
+            return [_info(a, name) for a, name in rows]
+
+    def info(self, artifact_id: str) -> SnapshotInfo:
+        for snapshot in self.snapshots():
+            if snapshot.id == artifact_id:
+                return snapshot
+        raise UnknownSnapshotError(f"no snapshot with id {artifact_id!r}")
+
+    def remove(self, artifact_id: str, reason: str = "user") -> None:
+        """Delete a snapshot's file and registration."""
+        now = self.memos.clock.now()
+
+        def work(session: Any) -> str:
+            artifact = session.scalar(
+                select(Artifact).where(Artifact.id == artifact_id, Artifact.kind == KIND)
+            )
+            if artifact is None:
+                raise UnknownSnapshotError(f"no snapshot with id {artifact_id!r}")
+            store.log_event(
+                session,
+                now,
+                "kv.remove",
+                cube_pk=artifact.cube_pk,
+                from_tier="activation",
+                reason=reason,
+                details={"artifact": artifact_id, "bytes": artifact.byte_size},
+            )
+            session.execute(delete(Artifact).where(Artifact.pk == artifact.pk))
+            return str(artifact.path)
+
+        Path(self.memos.db.write(work)).unlink(missing_ok=True)
+
+    def enforce_budget(self, cube: str) -> list[str]:
+        """Evict stale, then least recently used, snapshots until the cube fits its budget."""
+        budget = self.memos.config.kv_budget_bytes
+        snapshots = self.snapshots(cube)
+        order = sorted(
+            snapshots, key=lambda s: (not s.stale, s.last_used_at or s.created_at.isoformat())
+        )
+        total = sum(s.byte_size for s in snapshots)
+        evicted = []
+        for snapshot in order:
+            if total <= budget or (snapshot.id == snapshots[0].id and not snapshot.stale):
+                continue
+            self.remove(snapshot.id, reason="budget" if not snapshot.stale else "stale")
+            total -= snapshot.byte_size
+            evicted.append(snapshot.id)
+        return evicted
+
+    def usable(self, cube: str) -> tuple[SnapshotInfo, Snapshot] | None:
+        """The newest valid snapshot of the cube for the loaded model, loaded and checked."""
+        lm = self.memos.lm
+        for info in self.snapshots(cube):
+            if info.stale:
+                continue
+            if info.model_fingerprint != lm.fingerprint:
+                warnings.warn(
+                    f"snapshot {info.id} was made by another model; not used", stacklevel=3
+                )
+                continue
+            if not self._sources_current(info.id):
+                self._mark_stale(info.id, "source item changed")
+                continue
+            try:
+                snapshot = kv_snapshot.load(Path(info.path), self._sha(info.id), lm.fingerprint)
+            except SnapshotError as exc:
+                warnings.warn(f"{exc}; dropping it", stacklevel=3)
+                self.remove(info.id, reason="damaged")
+                continue
+            self._touch(info.id)
+            return info, snapshot
+        return None
+
+    def _sources_current(self, artifact_id: str) -> bool:
+        with self.memos.db.read() as session:
+            rows = session.execute(
+                select(ArtifactSource.content_hash, Item.content_hash, Item.state)
+                .join(Artifact, Artifact.pk == ArtifactSource.artifact_pk)
+                .outerjoin(Item, Item.id == ArtifactSource.item_id)
+                .where(Artifact.id == artifact_id)
+            ).all()
+        return all(built == now and state != "deleted" for built, now, state in rows)
+
+    def _mark_stale(self, artifact_id: str, why: str) -> None:
+        def work(session: Any) -> None:
+            artifact = session.scalar(select(Artifact).where(Artifact.id == artifact_id))
+            artifact.stale, artifact.stale_reason = True, why
+
+        self.memos.db.write(work)
+
+    def block_of(self, artifact_id: str) -> str:
+        """The memory block a snapshot caches."""
+        with self.memos.db.read() as session:
+            meta = session.scalar(select(Artifact.meta).where(Artifact.id == artifact_id))
+        return str((meta or {})["block"])
+
+    def _sha(self, artifact_id: str) -> str:
+        with self.memos.db.read() as session:
+            return str(session.scalar(select(Artifact.sha256).where(Artifact.id == artifact_id)))
+
+    def _touch(self, artifact_id: str) -> None:
+        stamp = self.memos.clock.now().isoformat()
+
+        def work(session: Any) -> None:
+            artifact = session.scalar(select(Artifact).where(Artifact.id == artifact_id))
+            artifact.meta = {**artifact.meta, "last_used_at": stamp}
+
+        self.memos.db.write(work)
+
+
+def prefix_text(lm: LanguageModel, block: str) -> str:
+    """The templated system turn holding ``block``: the part a snapshot caches."""
+    return lm.chat_text(prefix_messages(block), add_generation_prompt=False)
+
+
+def _info(artifact: Artifact, cube_name: str) -> SnapshotInfo:
+    meta = artifact.meta or {}
+    return SnapshotInfo(
+        id=artifact.id,
+        cube=cube_name,
+        path=artifact.path,
+        tokens=int(meta.get("tokens", 0)),
+        items=int(meta.get("items", 0)),
+        byte_size=artifact.byte_size,
+        dtype=str(meta.get("dtype", "float32")),
+        stale=artifact.stale,
+        stale_reason=artifact.stale_reason,
+        model_fingerprint=artifact.model_fingerprint,
+        created_at=artifact.created_at,
+        last_used_at=meta.get("last_used_at"),
+    )

@@ -1,0 +1,120 @@
+"""Generation with memory: continue from a KV snapshot, or read memories as text.
+
+``chat`` looks for a valid snapshot of the cube. With one, the cached prefix
+(the memory block as the system turn) is restored as a fresh cache and only
+the user's turn is prefilled; without one, the best memories for the message
+are assembled as plaintext into the system turn and the whole prompt is
+prefilled. Decoding is greedy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from memos.activation import BLOCK_HEADER, prefix_messages, prefix_text
+from memos.errors import InvalidInputError
+from memos.kv_snapshot import restore
+from memos.text import normalize_text
+
+if TYPE_CHECKING:
+    from memos.client import Memos
+    from memos.lm import LanguageModel
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the model said, and how the memory reached it."""
+
+    text: str
+    snapshot_id: str | None
+    prompt_tokens: int
+    cached_tokens: int
+    new_tokens: int
+    ttft_s: float
+    total_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def chat(
+    memos: Memos,
+    message: str,
+    *,
+    cube: str,
+    history: Sequence[dict[str, str]] = (),
+    max_new_tokens: int = 64,
+    use_snapshot: bool = True,
+    budget_tokens: int = 512,
+) -> Reply:
+    """Answer ``message`` with the cube's memories (see module docstring)."""
+    text = normalize_text(message)
+    if max_new_tokens < 1:
+        raise InvalidInputError(f"max_new_tokens={max_new_tokens}; allowed: >= 1")
+    turns = [*_checked(history), {"role": "user", "content": text}]
+    lm = memos.lm
+    start = time.perf_counter()
+    found = memos.activation.usable(cube) if use_snapshot else None
+    if found is not None:
+        info, snapshot = found
+        block = memos.activation.block_of(info.id)
+        prefix_ids = snapshot.token_ids
+        cache = restore(lm, snapshot)
+    else:
+        context = memos.context(text, cube=cube, budget_tokens=budget_tokens).text
+        block = "\n".join([BLOCK_HEADER, *context.splitlines()[1:]]) if context else BLOCK_HEADER
+        prefix_ids, cache = [], None
+    full = lm.chat_text([*prefix_messages(block), *turns], add_generation_prompt=True)
+    head = prefix_text(lm, block)
+    if prefix_ids and not full.startswith(head):
+        raise AssertionError("chat template does not extend the cached prefix")
+    new_ids = lm.encode(full[len(head) :]) if prefix_ids else lm.encode(full)
+    output, ttft = greedy(lm, new_ids, cache, max_new_tokens, start)
+    return Reply(
+        text=lm.tokenizer.decode(output, skip_special_tokens=True).strip(),
+        snapshot_id=found[0].id if found else None,
+        prompt_tokens=len(prefix_ids) + len(new_ids),
+        cached_tokens=len(prefix_ids),
+        new_tokens=len(output),
+        ttft_s=ttft,
+        total_s=time.perf_counter() - start,
+    )
+
+
+def greedy(
+    lm: LanguageModel, input_ids: list[int], cache: Any, max_new_tokens: int, start: float
+) -> tuple[list[int], float]:
+    """Greedy decoding from ``input_ids`` after an optional restored ``cache``.
+
+    Returns the generated ids (stop token excluded) and the time to the first one.
+    """
+    import torch
+
+    stops = {lm.tokenizer.eos_token_id, lm.tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    ids = torch.tensor([input_ids], device=lm.device)  # [1, T]
+    generated: list[int] = []
+    ttft = 0.0
+    with torch.inference_mode():
+        for step in range(max_new_tokens):
+            out = lm.model(input_ids=ids, past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            token = int(out.logits[0, -1].argmax())
+            if step == 0:
+                ttft = time.perf_counter() - start
+            if token in stops:
+                break
+            generated.append(token)
+            ids = torch.tensor([[token]], device=lm.device)
+    return generated, ttft
+
+
+def _checked(history: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    turns = []
+    for turn in history:
+        if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
+            raise InvalidInputError("history turns need role 'user' or 'assistant' and content")
+        turns.append({"role": turn["role"], "content": normalize_text(turn.get("content"))})
+    return turns

@@ -1,0 +1,146 @@
+"""KV-cache snapshots: one prefill of a memory block, saved and restored exactly.
+
+A snapshot file is a safetensors archive with the key and value tensors of
+every layer (``k.<i>``, ``v.<i>``, each ``[1, kv_heads, T, head_dim]``) and
+metadata: model fingerprint, SHA-256 of the token ids, token count, layer
+count, stored dtype. Files are written to a temporary name and renamed into
+place; the artifact row keeps the file's SHA-256, which is checked before a
+snapshot is used, so a truncated or altered file is never loaded.
+
+Restoring always builds a fresh cache from the tensors, so generation can
+never grow or mutate a stored snapshot (MemOS issue #2301).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memos.errors import MemosError
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+class SnapshotError(MemosError):
+    """A snapshot file is missing, damaged, or made for another model."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A KV cache in memory with what it was built from."""
+
+    tensors: dict[str, Any]  # k.<i> / v.<i> → [1, kv_heads, T, head_dim]
+    token_ids: list[int]
+    fingerprint: str
+    dtype: str
+
+    @property
+    def tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def token_hash(token_ids: list[int]) -> str:
+    return hashlib.sha256(json.dumps(token_ids).encode()).hexdigest()
+
+
+def prefill(lm: Any, token_ids: list[int], dtype: str = "float32") -> Snapshot:
+    """Run one prefill of ``token_ids`` and capture the KV cache (optionally down-cast)."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}; allowed: {', '.join(DTYPES)}")
+    ids = torch.tensor([token_ids], device=lm.device)  # [1, T]
+    with torch.inference_mode():
+        out = lm.model(input_ids=ids, use_cache=True)
+    target = getattr(torch, dtype)
+    tensors: dict[str, Any] = {}
+    for i, layer in enumerate(out.past_key_values.layers):
+        tensors[f"k.{i}"] = layer.keys.detach().to("cpu", target).contiguous()
+        tensors[f"v.{i}"] = layer.values.detach().to("cpu", target).contiguous()
+    return Snapshot(tensors, list(token_ids), lm.fingerprint, dtype)
+
+
+def restore(lm: Any, snapshot: Snapshot) -> Any:
+    """A fresh ``DynamicCache`` holding a copy of the snapshot (in the model's dtype)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=lm.model.config)
+    layers = len(snapshot.tensors) // 2
+    for i in range(layers):
+        keys = snapshot.tensors[f"k.{i}"].to(lm.device, lm.dtype, copy=True)
+        values = snapshot.tensors[f"v.{i}"].to(lm.device, lm.dtype, copy=True)
+        cache.update(keys, values, i)
+    return cache
+
+
+def save(snapshot: Snapshot, path: Path, extra: dict[str, str] | None = None) -> tuple[str, int]:
+    """Write ``snapshot`` atomically; returns (sha256 of the file, byte size)."""
+    from safetensors.torch import save_file
+
+    meta = {
+        "fingerprint": snapshot.fingerprint,
+        "token_hash": token_hash(snapshot.token_ids),
+        "token_ids": json.dumps(snapshot.token_ids),
+        "tokens": str(snapshot.tokens),
+        "layers": str(len(snapshot.tensors) // 2),
+        "dtype": snapshot.dtype,
+        **(extra or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        save_file(snapshot.tensors, str(tmp), metadata=meta)
+        digest = file_sha256(tmp)
+        size = tmp.stat().st_size
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest, size
+
+
+def load(path: Path, sha256: str, fingerprint: str) -> Snapshot:
+    """Read a snapshot, checking its bytes against ``sha256`` and its model.
+
+    Raises:
+        SnapshotError: missing, altered, truncated, or made by another model.
+    """
+    from safetensors.torch import load
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SnapshotError(f"snapshot {path} cannot be read: {exc}") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise SnapshotError(f"snapshot {path} does not match its recorded SHA-256")
+    try:
+        meta = _metadata(data)
+        tensors = load(data)
+    except Exception as exc:  # safetensors raises several types on bad input
+        raise SnapshotError(f"snapshot {path} is unreadable: {exc}") from None
+    if meta.get("fingerprint") != fingerprint:
+        raise SnapshotError(
+            f"snapshot {path} was made by model {meta.get('fingerprint')!r}, not {fingerprint!r}"
+        )
+    token_ids = json.loads(meta["token_ids"])
+    if token_hash(token_ids) != meta.get("token_hash"):
+        raise SnapshotError(f"snapshot {path}: token ids do not match their hash")
+    return Snapshot(tensors, token_ids, fingerprint, meta["dtype"])
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len])
+    return dict(header.get("__metadata__") or {})
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

