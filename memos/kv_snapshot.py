@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,9 @@ from typing import Any
 from memos.errors import MemosError
 
 DTYPES = ("float32", "float16", "bfloat16")
+# Files whose bytes matched their SHA-256, by (path, inode, size, mtime_ns).
+_VERIFIED: dict[tuple[str, int, int, int], str] = {}
+_VERIFIED_LOCK = threading.Lock()
 
 
 class SnapshotError(MemosError):
@@ -66,14 +71,18 @@ def prefill(lm: Any, token_ids: list[int], dtype: str = "float32") -> Snapshot:
 
 
 def restore(lm: Any, snapshot: Snapshot) -> Any:
-    """A fresh ``DynamicCache`` holding a copy of the snapshot (in the model's dtype)."""
+    """A fresh ``DynamicCache`` holding a copy of the snapshot (in the model's dtype).
+
+    ``DynamicCache.update`` concatenates onto its own empty tensors, so the
+    cache never aliases the snapshot's tensors (a test guards this).
+    """
     from transformers import DynamicCache
 
     cache = DynamicCache(config=lm.model.config)
     layers = len(snapshot.tensors) // 2
     for i in range(layers):
-        keys = snapshot.tensors[f"k.{i}"].to(lm.device, lm.dtype, copy=True)
-        values = snapshot.tensors[f"v.{i}"].to(lm.device, lm.dtype, copy=True)
+        keys = snapshot.tensors[f"k.{i}"].to(lm.device, lm.dtype)
+        values = snapshot.tensors[f"v.{i}"].to(lm.device, lm.dtype)
         cache.update(keys, values, i)
     return cache
 
@@ -106,20 +115,21 @@ def save(snapshot: Snapshot, path: Path, extra: dict[str, str] | None = None) ->
 def load(path: Path, sha256: str, fingerprint: str) -> Snapshot:
     """Read a snapshot, checking its bytes against ``sha256`` and its model.
 
+    The bytes are hashed through a memory map on first use in this process,
+    and again whenever the file's inode, size or modification time changes;
+    tensors are read with safetensors, so the file is never copied whole into
+    Python.
+
     Raises:
         SnapshotError: missing, altered, truncated, or made by another model.
     """
-    from safetensors.torch import load
+    from safetensors import safe_open
 
+    _verify(path, sha256)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SnapshotError(f"snapshot {path} cannot be read: {exc}") from None
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise SnapshotError(f"snapshot {path} does not match its recorded SHA-256")
-    try:
-        meta = _metadata(data)
-        tensors = load(data)
+        with safe_open(str(path), framework="pt") as handle:
+            meta = dict(handle.metadata() or {})
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     except Exception as exc:  # safetensors raises several types on bad input
         raise SnapshotError(f"snapshot {path} is unreadable: {exc}") from None
     if meta.get("fingerprint") != fingerprint:
@@ -132,15 +142,26 @@ def load(path: Path, sha256: str, fingerprint: str) -> Snapshot:
     return Snapshot(tensors, token_ids, fingerprint, meta["dtype"])
 
 
-def _metadata(data: bytes) -> dict[str, str]:
-    header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + header_len])
-    return dict(header.get("__metadata__") or {})
+def _verify(path: Path, sha256: str) -> None:
+    try:
+        info = path.stat()
+        key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+        with _VERIFIED_LOCK:
+            if _VERIFIED.get(key) == sha256:
+                return
+        actual = file_sha256(path)
+    except (OSError, ValueError) as exc:
+        raise SnapshotError(f"snapshot {path} cannot be read: {exc}") from None
+    if actual != sha256:
+        raise SnapshotError(f"snapshot {path} does not match its recorded SHA-256")
+    with _VERIFIED_LOCK:
+        _VERIFIED[key] = sha256
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    """SHA-256 of a file, hashed through a memory map."""
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        if os.fstat(handle.fileno()).st_size == 0:
+            return hashlib.sha256(b"").hexdigest()
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            return hashlib.sha256(view).hexdigest()

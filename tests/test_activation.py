@@ -160,3 +160,35 @@ def test_half_precision_halves_bytes(mem: Memos) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert mem.activation.usable("priya")[0].id == half.id  # type: ignore[index]
+
+
+def test_kv_cli(tmp_path: Path, lm: LanguageModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from memos.cli.main import app
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("MEMOS_LM", str(lm.path))
+    runner = CliRunner()
+
+    def run(*args: str):  # type: ignore[no-untyped-def]
+        result = runner.invoke(app, ["--home", str(tmp_path / "h"), *args])
+        assert result.exit_code == 0, result.output
+        return result
+
+    for fact in FACTS:
+        run("add", fact, "-c", "priya")
+    built = json.loads(run("kv", "build", "-c", "priya", "--max-tokens", "128", "--json").stdout)
+    assert built["tokens"] <= 128 and built["items"] >= 1
+    listed = json.loads(run("kv", "ls", "--json").stdout)
+    assert [s["id"] for s in listed] == [built["id"]]
+    reply = json.loads(
+        run(
+            "chat", "What is my parrot called?", "-c", "priya", "--max-new-tokens", "4", "--json"
+        ).stdout
+    )
+    assert reply["snapshot_id"] == built["id"]
+    run("kv", "rm", built["id"])
+    assert json.loads(run("kv", "ls", "--json").stdout) == []
+    missing = runner.invoke(app, ["--home", str(tmp_path / "h"), "kv", "rm", "nope"])
+    assert missing.exit_code == 1 and "no snapshot" in missing.stderr
