@@ -1,0 +1,1 @@
+"""The ``memos`` command line (installed as ``memos.cli``)."""
