@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+
+# Triton kernels run under the interpreter on CPU; it must be set before the
+# kernels are defined (memos.kernels reads it at import).
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import shutil
 import socket
 import subprocess
@@ -51,6 +56,17 @@ def real_embedder():  # type: ignore[no-untyped-def]
     from memos.embedder import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="session")
+def lm():  # type: ignore[no-untyped-def]
+    """The default language model (SmolLM2-135M-Instruct), converted once per session.
+
+    Tests that change its weights must put them back.
+    """
+    from memos.lm import load_lm
+
+    return load_lm("default", Path(tempfile.mkdtemp(prefix="memos-lm-")))
 
 
 # -- PostgreSQL ------------------------------------------------------------------

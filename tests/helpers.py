@@ -7,6 +7,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,3 +66,20 @@ def open_memos(home: Path, url: str | None = None, **config: object) -> Memos:
     """A Memos on ``home`` (and ``url``) with the hashing embedder and a manual clock."""
     cfg = MemosConfig(home=home, database_url=url, **config)  # type: ignore[arg-type]
     return Memos(cfg, embedder=HashingEmbedder(), clock=ManualClock())
+
+
+def assert_close(name: str, got: Any, want: Any, atol: float, rtol: float) -> None:
+    """Compare tensors; on failure report the max abs error and where it is."""
+    import torch
+
+    got, want = got.float(), want.float()
+    assert got.shape == want.shape, f"{name}: shape {tuple(got.shape)} != {tuple(want.shape)}"
+    assert torch.isfinite(got).all(), f"{name}: non-finite values (unwritten output?)"
+    diff = (got - want).abs()
+    bad = diff > atol + rtol * want.abs()
+    if bad.any():
+        where = tuple(int(i) for i in torch.nonzero(bad)[0])
+        raise AssertionError(
+            f"{name}: max abs error {diff.max().item():.3e}; first failure at {where}: "
+            f"{got[where].item():.6g} vs {want[where].item():.6g} (atol={atol}, rtol={rtol})"
+        )

@@ -30,11 +30,6 @@ FACTS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def lm(tmp_path_factory: pytest.TempPathFactory) -> LanguageModel:
-    return load_lm("default", tmp_path_factory.mktemp("lm-home"))
-
-
 @pytest.fixture
 def mem(tmp_path: Path, lm: LanguageModel) -> Memos:  # type: ignore[override]
     memos = Memos(
