@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from memos.cli import activation, admin, items
+from memos.cli import activation, admin, items, parametric
 from memos.cli.output import CliError, fail
 from typer.core import TyperGroup
 
@@ -54,6 +54,7 @@ def _options(
 items.register(app)
 admin.register(app)
 activation.register(app)
+parametric.register(app)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from memos import ingest, schema, store
 from memos.activation import ActivationTier, SnapshotInfo
 from memos.clock import Clock, SystemClock, as_utc
 from memos.config import MemosConfig
+from memos.consolidation import TrainConfig
 from memos.context import approx_tokens, assemble_context
 from memos.db import Database
 from memos.embedder import Embedder, SentenceTransformerEmbedder
@@ -29,6 +30,7 @@ from memos.generation import Reply, chat
 from memos.indexes import IndexManager, Progress
 from memos.lm import LanguageModel, load_lm
 from memos.models import Cube, Item, ItemTag, ItemVersion
+from memos.parametric import AdapterInfo, ParametricTier
 from memos.records import (
     ContextBlock,
     CubeStats,
@@ -94,6 +96,7 @@ class Memos:
         self.count_tokens = token_counter or approx_tokens
         self._lm = lm
         self.activation = ActivationTier(self)
+        self.parametric = ParametricTier(self)
         self._closed = False
         self._lock = threading.Lock()
 
@@ -404,6 +407,27 @@ class Memos:
         for ``query``, or the newest), within ``max_tokens``."""
         return self.activation.build(
             cube, items=items, query=query, max_tokens=max_tokens, dtype=dtype
+        )
+
+    def consolidate(
+        self,
+        cube: str = DEFAULT_CUBE,
+        *,
+        items: Sequence[MemoryRecord] | None = None,
+        filter: SearchFilter | Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+        **train_options: Any,
+    ) -> AdapterInfo:
+        """Train a side-GLU adapter on memories (given, or the cube's matching ``filter``).
+
+        ``train_options`` are :class:`memos.consolidation.TrainConfig` fields
+        (``rank``, ``layers``, ``steps``, ``lr``, ``locality_weight``, ...).
+        Attach the result with ``mem.parametric.attach(info.id)``.
+        """
+        if items is None and filter is not None:
+            items = list(self.iterate(cube=cube, filter=filter))
+        return self.parametric.consolidate(
+            cube, items=items, config=TrainConfig(**train_options), progress=progress
         )
 
     # -- maintenance ----------------------------------------------------------

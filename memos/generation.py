@@ -1,10 +1,11 @@
-"""Generation with memory: continue from a KV snapshot, or read memories as text.
+"""Generation with memory: adapters, KV snapshots, or memories read as text.
 
 ``chat`` looks for a valid snapshot of the cube. With one, the cached prefix
 (the memory block as the system turn) is restored as a fresh cache and only
 the user's turn is prefilled; without one, the best memories for the message
 are assembled as plaintext into the system turn and the whole prompt is
-prefilled. Decoding is greedy.
+prefilled. The cube's attached adapters are on the model either way (and then
+snapshots, made without them, are not used). Decoding is greedy.
 """
 
 from __future__ import annotations
@@ -56,8 +57,11 @@ def chat(
         raise InvalidInputError(f"max_new_tokens={max_new_tokens}; allowed: >= 1")
     turns = [*_checked(history), {"role": "user", "content": text}]
     lm = memos.lm
+    # Attached adapters change the weights a snapshot's KV was computed with,
+    # so with any adapter on the model the memories are read as plaintext.
+    adapters = memos.parametric.sync(cube)
     start = time.perf_counter()
-    found = memos.activation.usable(cube) if use_snapshot else None
+    found = memos.activation.usable(cube) if use_snapshot and not adapters else None
     if found is not None:
         info, snapshot = found
         block = memos.activation.block_of(info.id)

@@ -16,7 +16,8 @@ layer keeps one intermediate size and plain transformers loads the result.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -56,25 +57,46 @@ class SideGLU(nn.Module):
 
     @torch.no_grad()
     def clip_rows_(self, max_norm: float = 1.0) -> None:
-        """Clip each unit's gate, key and value vectors to norm ``<= max_norm``."""
-        for weight, dim in ((self.G, 0), (self.K, 0), (self.V, 1)):
-            norms = weight.norm(dim=dim, keepdim=True).clamp_min(max_norm)
+        """Clip each unit's gate and key vectors (columns of ``G``, ``K``) to norm ``<= max_norm``.
+
+        The value vectors are left free: ``tau`` already puts the output on the
+        host's scale, and clipping them too kept the memory from storing
+        anything (measured: loss stuck at 5.7 on 4 facts vs 0.6 without).
+        """
+        for weight in (self.G, self.K):
+            norms = weight.norm(dim=0, keepdim=True).clamp_min(max_norm)
             weight.mul_(max_norm / norms)
 
 
 class MemoryMLP(nn.Module):
     """A host FFN with side memories attached in parallel."""
 
-    def __init__(self, host: Any) -> None:
+    def __init__(self, host: nn.Module) -> None:
         super().__init__()
         self.host = host
         self.memories = nn.ModuleDict()
+        self.enabled = True
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         out = self.host(a)
-        for memory in self.memories.values():
-            out = out + memory(a)
+        if self.enabled:
+            for memory in self.memories.values():
+                out = out + memory(a)
         return out
+
+
+@contextmanager
+def memories_enabled(model: Any, enabled: bool) -> Iterator[None]:
+    """Temporarily switch every attached memory on or off (off = the frozen host)."""
+    wrappers = [layer.mlp for layer in decoder_layers(model) if isinstance(layer.mlp, MemoryMLP)]
+    before = [w.enabled for w in wrappers]
+    for wrapper in wrappers:
+        wrapper.enabled = enabled
+    try:
+        yield
+    finally:
+        for wrapper, state in zip(wrappers, before, strict=True):
+            wrapper.enabled = state
 
 
 def decoder_layers(model: Any) -> Any:

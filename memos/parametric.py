@@ -1,0 +1,331 @@
+"""The parametric tier: trained side-GLU adapters, registered, attached, merged.
+
+An adapter file is a safetensors archive (``layer.<i>.G``, ``.K``, ``.V``,
+``.tau`` per memory layer) with metadata: model fingerprint, layers, rank and
+source items with content hashes. It is written atomically and registered as
+a tier artifact, so a change to any source item marks it stale. Whether an
+adapter is attached is recorded with it, so generation in any process uses
+the attached, non-stale adapters of a cube.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from sqlalchemy import delete, select
+
+from memos import side_memory as sm
+from memos import store
+from memos.consolidation import TrainConfig, TrainReport, train_memories
+from memos.errors import InvalidInputError, NotFoundError
+from memos.kv_snapshot import file_sha256
+from memos.models import Artifact, ArtifactSource, Cube
+from memos.records import MemoryRecord
+
+if TYPE_CHECKING:
+    from memos.client import Memos
+
+KIND = "adapter"
+
+
+class UnknownAdapterError(NotFoundError):
+    """No adapter has this id."""
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """A registered adapter as the SDK and CLI report it."""
+
+    id: str
+    cube: str
+    path: str
+    layers: list[int]
+    rank: int
+    items: int
+    byte_size: int
+    attached: bool
+    stale: bool
+    stale_reason: str | None
+    model_fingerprint: str
+    created_at: datetime
+    training: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+class ParametricTier:
+    """Consolidates memories into adapters and manages them on the loaded model."""
+
+    def __init__(self, memos: Memos) -> None:
+        self.memos = memos
+        self._on_model: set[str] = set()
+
+    @property
+    def folder(self) -> Path:
+        return self.memos.config.home / "adapters"
+
+    def consolidate(
+        self,
+        cube: str,
+        *,
+        items: Sequence[MemoryRecord] | None = None,
+        config: TrainConfig | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> AdapterInfo:
+        """Train an adapter on the given items (default: every searchable item of the cube)."""
+        records = list(items) if items is not None else list(self.memos.iterate(cube=cube))
+        if not records:
+            raise InvalidInputError(f"cube {cube!r} has no memories to consolidate")
+        config = config or TrainConfig()
+        lm = self.memos.lm
+        memories, report = train_memories(lm, [r.text for r in records], config, progress)
+        cube_row = self.memos._cube(cube)
+        adapter_id = str(uuid.uuid4())
+        path = self.folder / cube_row.id / f"{adapter_id}.safetensors"
+        sha, size = _save(memories, path, lm.fingerprint, records)
+        meta = {
+            "layers": sorted(memories),
+            "rank": config.rank,
+            "items": len(records),
+            "attached": False,
+            "training": _report(report),
+        }
+        self._register(cube_row, adapter_id, path, sha, size, lm.fingerprint, meta, records)
+        return self.info(adapter_id)
+
+    def _register(
+        self,
+        cube: Cube,
+        adapter_id: str,
+        path: Path,
+        sha: str,
+        size: int,
+        fingerprint: str,
+        meta: dict[str, Any],
+        records: Sequence[MemoryRecord],
+    ) -> None:
+        now = self.memos.clock.now()
+
+        def work(session: Any) -> None:
+            artifact = Artifact(
+                id=adapter_id,
+                cube_pk=cube.pk,
+                kind=KIND,
+                path=str(path),
+                sha256=sha,
+                byte_size=size,
+                model_fingerprint=fingerprint,
+                created_at=now,
+                meta=meta,
+            )
+            session.add(artifact)
+            session.flush()
+            session.add_all(
+                ArtifactSource(artifact_pk=artifact.pk, item_id=r.id, content_hash=r.content_hash)
+                for r in records
+            )
+            store.log_event(
+                session,
+                now,
+                "adapter.train",
+                cube_pk=cube.pk,
+                from_tier="plaintext",
+                to_tier="parametric",
+                reason="consolidate",
+                details={"adapter": adapter_id, "items": len(records), **meta["training"]},
+            )
+
+        self.memos.db.write(work)
+
+    def adapters(self, cube: str | None = None) -> list[AdapterInfo]:
+        """Adapters of a cube (all cubes when ``None``), newest first."""
+        with self.memos.db.read() as session:
+            stmt = select(Artifact, Cube.name).join(Cube).where(Artifact.kind == KIND)
+            if cube is not None:
+                stmt = stmt.where(Cube.pk == self.memos._cube(cube).pk)
+            rows = session.execute(stmt.order_by(Artifact.created_at.desc(), Artifact.pk.desc()))
+            return [_info(a, name) for a, name in rows]
+
+    def info(self, adapter_id: str) -> AdapterInfo:
+        for adapter in self.adapters():
+            if adapter.id == adapter_id:
+                return adapter
+        raise UnknownAdapterError(f"no adapter with id {adapter_id!r}")
+
+    def attach(self, adapter_id: str) -> AdapterInfo:
+        """Attach an adapter to the model (recorded, so other processes attach it too)."""
+        info = self.info(adapter_id)
+        if info.stale:
+            raise InvalidInputError(
+                f"adapter {adapter_id} is stale ({info.stale_reason}); retrain it"
+            )
+        self._load_onto_model(info)
+        self._set_meta(adapter_id, attached=True)
+        return self.info(adapter_id)
+
+    def detach(self, adapter_id: str) -> AdapterInfo:
+        """Take an adapter off the model (offload); its file stays."""
+        self.info(adapter_id)
+        if adapter_id in self._on_model:
+            sm.detach(self.memos.lm.model, adapter_id)
+            self._on_model.discard(adapter_id)
+        self._set_meta(adapter_id, attached=False)
+        return self.info(adapter_id)
+
+    def sync(self, cube: str) -> list[str]:
+        """Put exactly the cube's attached, non-stale adapters on the model."""
+        wanted = {a.id: a for a in self.adapters(cube) if a.attached and not a.stale}
+        for adapter_id in list(self._on_model - set(wanted)):
+            sm.detach(self.memos.lm.model, adapter_id)
+            self._on_model.discard(adapter_id)
+        for adapter_id, info in wanted.items():
+            if adapter_id not in self._on_model:
+                self._load_onto_model(info)
+        return sorted(self._on_model)
+
+    def merge(self, adapter_ids: Sequence[str], out: Path) -> Path:
+        """Merge adapters into a copy of the model saved at ``out`` (plain transformers)."""
+        from transformers import AutoModelForCausalLM
+
+        lm = self.memos.lm
+        infos = [self.info(a) for a in adapter_ids]
+        model = AutoModelForCausalLM.from_pretrained(
+            str(lm.path), dtype=torch.float32, local_files_only=True
+        )
+        for info in infos:
+            sm.attach(model, info.id, self._read(info))
+        width = sm.merge(model)
+        model.save_pretrained(str(out))
+        lm.tokenizer.save_pretrained(str(out))
+        now = self.memos.clock.now()
+        self.memos.db.write(
+            lambda s: store.log_event(
+                s,
+                now,
+                "adapter.merge",
+                details={"adapters": list(adapter_ids), "units": width, "out": str(out)},
+            )
+        )
+        return out
+
+    def remove(self, adapter_id: str) -> None:
+        """Delete an adapter's file and registration (detaching it first)."""
+        info = self.detach(adapter_id)
+        now = self.memos.clock.now()
+
+        def work(session: Any) -> None:
+            artifact = session.scalar(select(Artifact).where(Artifact.id == adapter_id))
+            store.log_event(
+                session,
+                now,
+                "adapter.remove",
+                cube_pk=artifact.cube_pk,
+                from_tier="parametric",
+                details={"adapter": adapter_id},
+            )
+            session.execute(delete(Artifact).where(Artifact.pk == artifact.pk))
+
+        self.memos.db.write(work)
+        Path(info.path).unlink(missing_ok=True)
+
+    def _load_onto_model(self, info: AdapterInfo) -> None:
+        if info.id in self._on_model:
+            return
+        sm.attach(self.memos.lm.model, info.id, self._read(info))
+        self._on_model.add(info.id)
+
+    def _read(self, info: AdapterInfo) -> dict[int, sm.SideGLU]:
+        from safetensors import safe_open
+
+        lm = self.memos.lm
+        if info.model_fingerprint != lm.fingerprint:
+            raise InvalidInputError(f"adapter {info.id} was trained on another model")
+        with self.memos.db.read() as session:
+            sha = session.scalar(select(Artifact.sha256).where(Artifact.id == info.id))
+        path = Path(info.path)
+        if not path.is_file() or file_sha256(path) != sha:
+            warnings.warn(f"adapter file {path} is missing or altered; not used", stacklevel=3)
+            raise InvalidInputError(f"adapter {info.id}: file missing or altered")
+        memories: dict[int, sm.SideGLU] = {}
+        with safe_open(str(path), framework="pt") as handle:
+            for layer in info.layers:
+                G = handle.get_tensor(f"layer.{layer}.G")
+                memory = sm.SideGLU(
+                    G.shape[0], G.shape[1], float(handle.get_tensor(f"layer.{layer}.tau"))
+                )
+                with torch.no_grad():
+                    for name in ("G", "K", "V"):
+                        getattr(memory, name).copy_(handle.get_tensor(f"layer.{layer}.{name}"))
+                memories[layer] = memory.to(lm.device)
+        return memories
+
+    def _set_meta(self, adapter_id: str, **changes: Any) -> None:
+        def work(session: Any) -> None:
+            artifact = session.scalar(select(Artifact).where(Artifact.id == adapter_id))
+            artifact.meta = {**artifact.meta, **changes}
+
+        self.memos.db.write(work)
+
+
+def _save(
+    memories: dict[int, sm.SideGLU], path: Path, fingerprint: str, records: Sequence[MemoryRecord]
+) -> tuple[str, int]:
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for layer, memory in memories.items():
+        for name in ("G", "K", "V"):
+            tensors[f"layer.{layer}.{name}"] = getattr(memory, name).detach().cpu().contiguous()
+        tensors[f"layer.{layer}.tau"] = memory.tau.detach().cpu().reshape(1)
+    meta = {
+        "fingerprint": fingerprint,
+        "layers": json.dumps(sorted(memories)),
+        "rank": str(next(iter(memories.values())).rank),
+        "sources": json.dumps([[r.id, r.content_hash] for r in records]),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        digest, size = file_sha256(tmp), tmp.stat().st_size
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest, size
+
+
+def _report(report: TrainReport) -> dict[str, Any]:
+    data = asdict(report)
+    data["layers"] = list(report.layers)
+    return data
+
+
+def _info(artifact: Artifact, cube_name: str) -> AdapterInfo:
+    meta = artifact.meta or {}
+    return AdapterInfo(
+        id=artifact.id,
+        cube=cube_name,
+        path=artifact.path,
+        layers=list(meta.get("layers", [])),
+        rank=int(meta.get("rank", 0)),
+        items=int(meta.get("items", 0)),
+        byte_size=artifact.byte_size,
+        attached=bool(meta.get("attached")),
+        stale=artifact.stale,
+        stale_reason=artifact.stale_reason,
+        model_fingerprint=artifact.model_fingerprint,
+        created_at=artifact.created_at,
+        training=dict(meta.get("training") or {}),
+    )

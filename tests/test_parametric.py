@@ -1,0 +1,102 @@
+"""The parametric tier end to end on the default model, with a tiny rank and few steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import HashingEmbedder, assert_close
+
+from memos import InvalidInputError
+from memos import side_memory as sm
+from memos.client import Memos
+from memos.clock import ManualClock
+from memos.config import MemosConfig
+from memos.consolidation import TrainConfig, training_pairs
+from memos.lm import LanguageModel
+
+pytestmark = pytest.mark.real_model
+
+FACTS = ["Zorbil's favourite colour is amberine.", "Quenta Vash's home town is Torvak."]
+QUICK = {"rank": 4, "steps": 3, "layers": (10,), "backend": "reference"}
+
+
+@pytest.fixture
+def mem(tmp_path: Path, lm: LanguageModel):  # type: ignore[no-untyped-def]
+    memos = Memos(
+        MemosConfig(home=tmp_path), embedder=HashingEmbedder(), clock=ManualClock(), lm=lm
+    )
+    memos.add_many(FACTS, cube="facts")
+    yield memos
+    for adapter_id in list(memos.parametric._on_model):
+        memos.parametric.detach(adapter_id)
+    memos.close()
+
+
+def test_training_pairs_have_cue_and_question_forms() -> None:
+    pairs = training_pairs("Zorbil's favourite colour is amberine.")
+    assert ("Zorbil's favourite colour is", " amberine.") in pairs
+    assert any(
+        prompt.startswith("Question: What is Zorbil's favourite colour?") for prompt, _ in pairs
+    )
+    assert training_pairs("Hello there") == [("", "Hello there")]
+
+
+def test_consolidate_attach_chat_detach(mem: Memos, lm: LanguageModel) -> None:
+    before = _logits(lm)
+    info = mem.consolidate("facts", **QUICK)
+    assert info.items == 2 and info.layers == [10] and info.rank == 4 and not info.attached
+    assert info.training["steps"] == 3 and info.training["trainable_parameters"] == 3 * 4 * 576
+    assert Path(info.path).is_file()
+    assert torch.equal(_logits(lm), before)  # training leaves the model as it was
+    mem.parametric.attach(info.id)
+    assert sm.attached(lm.model) == {info.id: [10]}
+    assert not torch.equal(_logits(lm), before)
+    snapshot = mem.build_snapshot("facts")
+    reply = mem.chat("What is Zorbil's favourite colour?", cube="facts", max_new_tokens=3)
+    assert reply.snapshot_id is None  # snapshots are skipped while adapters change the weights
+    assert snapshot.id
+    mem.parametric.detach(info.id)
+    assert sm.attached(lm.model) == {} and torch.equal(_logits(lm), before)
+
+
+def test_changed_source_makes_adapter_stale(mem: Memos) -> None:
+    info = mem.consolidate("facts", **QUICK)
+    item = mem.list(cube="facts", limit=1)[0]
+    mem.update(item.id, item.text.replace(".", "!"))
+    assert mem.parametric.info(info.id).stale
+    with pytest.raises(InvalidInputError, match="stale"):
+        mem.parametric.attach(info.id)
+
+
+def test_merge_saves_a_plain_model_with_the_adapter_inside(
+    mem: Memos, lm: LanguageModel, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    info = mem.consolidate("facts", **QUICK)
+    mem.parametric.attach(info.id)
+    with_adapter = _logits(lm)
+    mem.parametric.detach(info.id)
+    out = mem.parametric.merge([info.id], tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+    assert merged.config.intermediate_size == lm.model.config.intermediate_size + 4
+    with torch.inference_mode():
+        logits = merged(input_ids=torch.tensor([lm.encode(FACTS[0])])).logits[0]
+    # one fused matmul vs two sums: fp32 rounding scales with the logits (|x| ~ 20)
+    assert_close("merged logits", logits, with_adapter, atol=1e-4, rtol=1e-5)
+
+
+def test_bad_training_settings(mem: Memos) -> None:
+    with pytest.raises(InvalidInputError):
+        TrainConfig(rank=0)
+    with pytest.raises(InvalidInputError, match="layers"):
+        mem.consolidate("facts", rank=4, steps=1, layers=(99,))
+    with pytest.raises(InvalidInputError, match="no memories"):
+        mem.consolidate("facts", items=[], **QUICK)
+
+
+def _logits(lm: LanguageModel) -> torch.Tensor:
+    with torch.inference_mode():
+        return lm.model(input_ids=torch.tensor([lm.encode(FACTS[0])])).logits[0]
