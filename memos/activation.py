@@ -20,12 +20,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from memos import kv_snapshot, store
+from memos import artifacts, kv_snapshot, store
 from memos.errors import InvalidInputError, NotFoundError
 from memos.kv_snapshot import Snapshot, SnapshotError
-from memos.models import Artifact, ArtifactSource, Cube, Item
+from memos.models import Artifact, ArtifactSource, Item
 from memos.records import MemoryRecord
 
 if TYPE_CHECKING:
@@ -113,7 +113,24 @@ class ActivationTier:
             "block": block_text([r.text for r in chosen]),
             "last_used_at": None,
         }
-        self._register(cube_row, artifact_id, path, sha, size, lm.fingerprint, meta, chosen)
+        artifacts.register(
+            self.memos.db,
+            cube_row,
+            artifacts.NewArtifact(artifact_id, KIND, path, sha, size, lm.fingerprint, meta),
+            chosen,
+            store.EventSpec(
+                self.memos.clock.now(),
+                "kv.build",
+                from_tier="plaintext",
+                to_tier="activation",
+                details={
+                    "artifact": artifact_id,
+                    "items": len(chosen),
+                    "tokens": len(ids),
+                    "bytes": size,
+                },
+            ),
+        )
         self.enforce_budget(cube)
         return self.info(artifact_id)
 
@@ -138,62 +155,10 @@ class ActivationTier:
             raise InvalidInputError(f"even one memory exceeds max_tokens={max_tokens}")
         return best
 
-    def _register(
-        self,
-        cube: Cube,
-        artifact_id: str,
-        path: Path,
-        sha: str,
-        size: int,
-        fingerprint: str,
-        meta: dict[str, Any],
-        chosen: Sequence[MemoryRecord],
-    ) -> None:
-        now = self.memos.clock.now()
-
-        def work(session: Any) -> None:
-            artifact = Artifact(
-                id=artifact_id,
-                cube_pk=cube.pk,
-                kind=KIND,
-                path=str(path),
-                sha256=sha,
-                byte_size=size,
-                model_fingerprint=fingerprint,
-                created_at=now,
-                meta=meta,
-            )
-            session.add(artifact)
-            session.flush()
-            session.add_all(
-                ArtifactSource(artifact_pk=artifact.pk, item_id=r.id, content_hash=r.content_hash)
-                for r in chosen
-            )
-            store.log_event(
-                session,
-                now,
-                "kv.build",
-                cube_pk=cube.pk,
-                from_tier="plaintext",
-                to_tier="activation",
-                details={
-                    "artifact": artifact_id,
-                    "items": len(chosen),
-                    "tokens": meta["tokens"],
-                    "bytes": size,
-                },
-            )
-
-        self.memos.db.write(work)
-
     def snapshots(self, cube: str | None = None) -> list[SnapshotInfo]:
         """Snapshots of a cube (all cubes when ``None``), newest first."""
-        with self.memos.db.read() as session:
-            stmt = select(Artifact, Cube.name).join(Cube).where(Artifact.kind == KIND)
-            if cube is not None:
-                stmt = stmt.where(Cube.pk == self.memos._cube(cube).pk)
-            rows = session.execute(stmt.order_by(Artifact.created_at.desc(), Artifact.pk.desc()))
-            return [_info(a, name) for a, name in rows]
+        cube_pk = self.memos._cube(cube).pk if cube is not None else None
+        return [_info(a, name) for a, name in artifacts.rows(self.memos.db, KIND, cube_pk)]
 
     def info(self, artifact_id: str) -> SnapshotInfo:
         for snapshot in self.snapshots():
@@ -203,27 +168,18 @@ class ActivationTier:
 
     def remove(self, artifact_id: str, reason: str = "user") -> None:
         """Delete a snapshot's file and registration."""
-        now = self.memos.clock.now()
-
-        def work(session: Any) -> str:
-            artifact = session.scalar(
-                select(Artifact).where(Artifact.id == artifact_id, Artifact.kind == KIND)
-            )
-            if artifact is None:
-                raise UnknownSnapshotError(f"no snapshot with id {artifact_id!r}")
-            store.log_event(
-                session,
-                now,
-                "kv.remove",
-                cube_pk=artifact.cube_pk,
-                from_tier="activation",
-                reason=reason,
-                details={"artifact": artifact_id, "bytes": artifact.byte_size},
-            )
-            session.execute(delete(Artifact).where(Artifact.pk == artifact.pk))
-            return str(artifact.path)
-
-        Path(self.memos.db.write(work)).unlink(missing_ok=True)
+        event = store.EventSpec(
+            self.memos.clock.now(),
+            "kv.remove",
+            reason=reason,
+            from_tier="activation",
+            details={"artifact": artifact_id},
+        )
+        try:
+            path = artifacts.remove(self.memos.db, KIND, artifact_id, event)
+        except NotFoundError:
+            raise UnknownSnapshotError(f"no snapshot with id {artifact_id!r}") from None
+        path.unlink(missing_ok=True)
 
     def enforce_budget(self, cube: str) -> list[str]:
         """Evict stale, then least recently used, snapshots until the cube fits its budget."""
@@ -290,17 +246,12 @@ class ActivationTier:
         return str((meta or {})["block"])
 
     def _sha(self, artifact_id: str) -> str:
-        with self.memos.db.read() as session:
-            return str(session.scalar(select(Artifact.sha256).where(Artifact.id == artifact_id)))
+        return artifacts.sha256_of(self.memos.db, artifact_id)
 
     def _touch(self, artifact_id: str) -> None:
-        stamp = self.memos.clock.now().isoformat()
-
-        def work(session: Any) -> None:
-            artifact = session.scalar(select(Artifact).where(Artifact.id == artifact_id))
-            artifact.meta = {**artifact.meta, "last_used_at": stamp}
-
-        self.memos.db.write(work)
+        artifacts.update_meta(
+            self.memos.db, artifact_id, last_used_at=self.memos.clock.now().isoformat()
+        )
 
 
 def prefix_text(lm: LanguageModel, block: str) -> str:

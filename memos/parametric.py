@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from sqlalchemy import delete, select
 
+from memos import artifacts, store
 from memos import side_memory as sm
-from memos import store
 from memos.consolidation import TrainConfig, TrainReport, train_memories
 from memos.errors import InvalidInputError, NotFoundError
 from memos.kv_snapshot import file_sha256
-from memos.models import Artifact, ArtifactSource, Cube
+from memos.models import Artifact
 from memos.records import MemoryRecord
 
 if TYPE_CHECKING:
@@ -95,68 +94,34 @@ class ParametricTier:
         adapter_id = str(uuid.uuid4())
         path = self.folder / cube_row.id / f"{adapter_id}.safetensors"
         sha, size = _save(memories, path, lm.fingerprint, records)
-        meta = {
+        training = _report(report)
+        meta: dict[str, Any] = {
             "layers": sorted(memories),
             "rank": config.rank,
             "items": len(records),
             "attached": False,
-            "training": _report(report),
+            "training": training,
         }
-        self._register(cube_row, adapter_id, path, sha, size, lm.fingerprint, meta, records)
-        return self.info(adapter_id)
-
-    def _register(
-        self,
-        cube: Cube,
-        adapter_id: str,
-        path: Path,
-        sha: str,
-        size: int,
-        fingerprint: str,
-        meta: dict[str, Any],
-        records: Sequence[MemoryRecord],
-    ) -> None:
-        now = self.memos.clock.now()
-
-        def work(session: Any) -> None:
-            artifact = Artifact(
-                id=adapter_id,
-                cube_pk=cube.pk,
-                kind=KIND,
-                path=str(path),
-                sha256=sha,
-                byte_size=size,
-                model_fingerprint=fingerprint,
-                created_at=now,
-                meta=meta,
-            )
-            session.add(artifact)
-            session.flush()
-            session.add_all(
-                ArtifactSource(artifact_pk=artifact.pk, item_id=r.id, content_hash=r.content_hash)
-                for r in records
-            )
-            store.log_event(
-                session,
-                now,
+        artifacts.register(
+            self.memos.db,
+            cube_row,
+            artifacts.NewArtifact(adapter_id, KIND, path, sha, size, lm.fingerprint, meta),
+            records,
+            store.EventSpec(
+                self.memos.clock.now(),
                 "adapter.train",
-                cube_pk=cube.pk,
+                reason="consolidate",
                 from_tier="plaintext",
                 to_tier="parametric",
-                reason="consolidate",
-                details={"adapter": adapter_id, "items": len(records), **meta["training"]},
-            )
-
-        self.memos.db.write(work)
+                details={"adapter": adapter_id, "items": len(records), **training},
+            ),
+        )
+        return self.info(adapter_id)
 
     def adapters(self, cube: str | None = None) -> list[AdapterInfo]:
         """Adapters of a cube (all cubes when ``None``), newest first."""
-        with self.memos.db.read() as session:
-            stmt = select(Artifact, Cube.name).join(Cube).where(Artifact.kind == KIND)
-            if cube is not None:
-                stmt = stmt.where(Cube.pk == self.memos._cube(cube).pk)
-            rows = session.execute(stmt.order_by(Artifact.created_at.desc(), Artifact.pk.desc()))
-            return [_info(a, name) for a, name in rows]
+        cube_pk = self.memos._cube(cube).pk if cube is not None else None
+        return [_info(a, name) for a, name in artifacts.rows(self.memos.db, KIND, cube_pk)]
 
     def info(self, adapter_id: str) -> AdapterInfo:
         for adapter in self.adapters():
@@ -222,23 +187,14 @@ class ParametricTier:
 
     def remove(self, adapter_id: str) -> None:
         """Delete an adapter's file and registration (detaching it first)."""
-        info = self.detach(adapter_id)
-        now = self.memos.clock.now()
-
-        def work(session: Any) -> None:
-            artifact = session.scalar(select(Artifact).where(Artifact.id == adapter_id))
-            store.log_event(
-                session,
-                now,
-                "adapter.remove",
-                cube_pk=artifact.cube_pk,
-                from_tier="parametric",
-                details={"adapter": adapter_id},
-            )
-            session.execute(delete(Artifact).where(Artifact.pk == artifact.pk))
-
-        self.memos.db.write(work)
-        Path(info.path).unlink(missing_ok=True)
+        self.detach(adapter_id)
+        event = store.EventSpec(
+            self.memos.clock.now(),
+            "adapter.remove",
+            from_tier="parametric",
+            details={"adapter": adapter_id},
+        )
+        artifacts.remove(self.memos.db, KIND, adapter_id, event).unlink(missing_ok=True)
 
     def _load_onto_model(self, info: AdapterInfo) -> None:
         if info.id in self._on_model:
@@ -252,8 +208,7 @@ class ParametricTier:
         lm = self.memos.lm
         if info.model_fingerprint != lm.fingerprint:
             raise InvalidInputError(f"adapter {info.id} was trained on another model")
-        with self.memos.db.read() as session:
-            sha = session.scalar(select(Artifact.sha256).where(Artifact.id == info.id))
+        sha = artifacts.sha256_of(self.memos.db, info.id)
         path = Path(info.path)
         if not path.is_file() or file_sha256(path) != sha:
             warnings.warn(f"adapter file {path} is missing or altered; not used", stacklevel=3)
@@ -272,11 +227,7 @@ class ParametricTier:
         return memories
 
     def _set_meta(self, adapter_id: str, **changes: Any) -> None:
-        def work(session: Any) -> None:
-            artifact = session.scalar(select(Artifact).where(Artifact.id == adapter_id))
-            artifact.meta = {**artifact.meta, **changes}
-
-        self.memos.db.write(work)
+        artifacts.update_meta(self.memos.db, adapter_id, **changes)
 
 
 def _save(

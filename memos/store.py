@@ -389,6 +389,32 @@ def log_event(
     )
 
 
+@dataclass(frozen=True)
+class EventSpec:
+    """An event to log: what happened, when, and between which tiers."""
+
+    at: datetime
+    kind: str
+    reason: str | None = None
+    from_tier: str | None = None
+    to_tier: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def log_spec(session: Session, spec: EventSpec, cube_pk: int | None = None) -> None:
+    """Append the event ``spec`` describes."""
+    log_event(
+        session,
+        spec.at,
+        spec.kind,
+        cube_pk=cube_pk,
+        reason=spec.reason,
+        from_tier=spec.from_tier,
+        to_tier=spec.to_tier,
+        details=spec.details,
+    )
+
+
 # -- conversion --------------------------------------------------------------
 
 
