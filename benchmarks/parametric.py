@@ -10,7 +10,8 @@ A LoRA (peft) on the same layers' FFN with about the same parameter count is
 trained on the same data for the same steps, side by side.
 
 Targets (issue 4): cue recall >= 90 %, perplexity increase <= 2 % at 100 facts.
-Usage: ``python benchmarks/parametric.py [--facts 100] [--steps 300] [--rank 32]``.
+Usage: ``pip install -e '.[bench]'`` (peft), then
+``python benchmarks/parametric.py [--facts 100] [--steps 300] [--rank 32] [--no-lora]``.
 """
 
 from __future__ import annotations
