@@ -65,6 +65,7 @@ class SnapshotInfo:
     model_fingerprint: str
     created_at: datetime
     last_used_at: str | None
+    scheduled: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -92,8 +93,16 @@ class ActivationTier:
         query: str | None = None,
         max_tokens: int = 1024,
         dtype: str = "float32",
+        artifact_id: str | None = None,
+        reason: str | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> SnapshotInfo:
-        """Snapshot a block of the cube's memories (given, found by ``query``, or newest)."""
+        """Snapshot a block of the cube's memories (given, found by ``query``, or newest).
+
+        ``artifact_id`` names the snapshot (a scheduler job passes a fixed one,
+        so a retried job rewrites the same file); ``reason`` goes in its event,
+        ``meta`` into its metadata.
+        """
         if max_tokens < 16:
             raise InvalidInputError(f"max_tokens={max_tokens}; allowed: >= 16")
         lm = self.memos.lm
@@ -102,11 +111,12 @@ class ActivationTier:
             raise InvalidInputError(f"cube {cube!r} has no memories to snapshot")
         chosen, ids = self._fit(lm, chosen, max_tokens)
         snapshot = kv_snapshot.prefill(lm, ids, dtype)
-        artifact_id = str(uuid.uuid4())
+        artifact_id = artifact_id or str(uuid.uuid4())
         cube_row = self.memos._cube(cube)
         path = self.folder / cube_row.id / f"{artifact_id}.safetensors"
         sha, size = kv_snapshot.save(snapshot, path)
         meta = {
+            **(meta or {}),
             "tokens": len(ids),
             "items": len(chosen),
             "dtype": dtype,
@@ -121,6 +131,7 @@ class ActivationTier:
             store.EventSpec(
                 self.memos.clock.now(),
                 "kv.build",
+                reason=reason,
                 from_tier="plaintext",
                 to_tier="activation",
                 details={
@@ -173,6 +184,7 @@ class ActivationTier:
             "kv.remove",
             reason=reason,
             from_tier="activation",
+            to_tier="plaintext",
             details={"artifact": artifact_id},
         )
         try:
@@ -274,4 +286,5 @@ def _info(artifact: Artifact, cube_name: str) -> SnapshotInfo:
         model_fingerprint=artifact.model_fingerprint,
         created_at=artifact.created_at,
         last_used_at=meta.get("last_used_at"),
+        scheduled="hot_set" in meta,
     )

@@ -107,3 +107,9 @@ def sha256_of(db: Database, artifact_id: str) -> str:
     """The SHA-256 recorded for an artifact's file."""
     with db.read() as session:
         return str(session.scalar(select(Artifact.sha256).where(Artifact.id == artifact_id)))
+
+
+def exists(db: Database, artifact_id: str) -> bool:
+    """Whether an artifact with this id is registered."""
+    with db.read() as session:
+        return session.scalar(select(Artifact.pk).where(Artifact.id == artifact_id)) is not None

@@ -8,6 +8,7 @@ stored → embed what is new → one write transaction → index) and one
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -28,9 +29,11 @@ from memos.errors import InvalidInputError
 from memos.filters import SearchFilter
 from memos.generation import Reply, chat
 from memos.indexes import IndexManager, Progress
+from memos.lifecycle import StateChange, apply_decay, plan_decay
 from memos.lm import LanguageModel, load_lm
 from memos.models import Cube, Item, ItemTag, ItemVersion
 from memos.parametric import AdapterInfo, ParametricTier
+from memos.recall import RecallLog
 from memos.records import (
     ContextBlock,
     CubeStats,
@@ -39,7 +42,8 @@ from memos.records import (
     MemoryVersion,
     SearchHit,
 )
-from memos.retrieval import RetentionFn, Retriever, full_retention
+from memos.retrieval import Retriever
+from memos.scheduler import BackgroundScheduler, Scheduler
 from memos.writer import Writer, record_of
 
 DEFAULT_CUBE = "default"
@@ -53,8 +57,6 @@ class Memos:
         embedder: an :class:`~memos.embedder.Embedder`; ``None`` loads
             ``config.embedder`` with sentence-transformers (on first use).
         clock: time source (inject a ``ManualClock`` to simulate time).
-        retention: retention hook for ranking (used when
-            ``config.retention_weight > 0``).
         token_counter: counts prompt tokens for :meth:`context`
             (default: about four characters a token).
         lm: an already loaded language model to share; ``None`` loads
@@ -70,7 +72,6 @@ class Memos:
         *,
         embedder: Embedder | None = None,
         clock: Clock | None = None,
-        retention: RetentionFn | None = None,
         token_counter: Callable[[str], int] | None = None,
         lm: LanguageModel | None = None,
     ) -> None:
@@ -89,25 +90,30 @@ class Memos:
             self.config.index_kind,
             self.config.hnsw_m,
         )
-        self.retriever = Retriever(
-            self.db, self.embedder, self.indexes, self.config, retention or full_retention
-        )
+        self.recalls = RecallLog(self.db, self.config.retention, self.config.recall_flush_s)
+        self.retriever = Retriever(self.db, self.embedder, self.indexes, self.config, self.recalls)
         self.writer = Writer(self.db, self.embedder, self.indexes, self.clock, self.config)
         self.count_tokens = token_counter or approx_tokens
         self._lm = lm
         self.activation = ActivationTier(self)
         self.parametric = ParametricTier(self)
+        self.scheduler = Scheduler(self)
+        self._background: BackgroundScheduler | None = None
         self._closed = False
         self._lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------
 
     def close(self) -> None:
-        """Save changed indexes and release the database."""
+        """Stop the background scheduler, write pending recalls, save changed
+        indexes and release the database."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        if self._background is not None:
+            self._background.stop()
+        self.recalls.close()
         self.indexes.save_all()
         self.db.dispose()
 
@@ -232,6 +238,7 @@ class Memos:
 
     def get(self, item_id: str) -> MemoryRecord:
         """The item with this id (soft-deleted ones included, with state ``deleted``)."""
+        self.recalls.flush()
         with self.db.read() as session:
             return record_of(session, store.item_by_id(session, item_id))
 
@@ -270,7 +277,10 @@ class Memos:
         k: int = 20,
         filter: SearchFilter | Mapping[str, Any] | None = None,
     ) -> ContextBlock:
-        """The best memories for ``query`` as a prompt block within ``budget_tokens``."""
+        """The best memories for ``query`` as a prompt block within ``budget_tokens``.
+
+        The memories in the block count as recalled (see :mod:`memos.recall`).
+        """
         if (
             isinstance(budget_tokens, bool)
             or not isinstance(budget_tokens, int)
@@ -278,7 +288,21 @@ class Memos:
         ):
             raise InvalidInputError(f"budget_tokens={budget_tokens!r}; allowed: an integer >= 1")
         hits = self.search(query, cube=cube, k=k, filter=filter)
-        return assemble_context(hits, budget_tokens, self.count_tokens)
+        block = assemble_context(hits, budget_tokens, self.count_tokens)
+        self.recalls.record((item.id for item in block.items), self.clock.now())
+        return block
+
+    def mark_used(self, item_ids: Iterable[str]) -> None:
+        """Count memories as recalled (the agent used them): their stability grows.
+
+        Written in the background within ``config.recall_flush_s`` seconds;
+        unknown ids raise ``UnknownItemError`` before anything is counted.
+        """
+        ids = [item_ids] if isinstance(item_ids, str) else list(item_ids)
+        with self.db.read() as session:
+            for item_id in ids:
+                store.item_by_id(session, item_id, include_deleted=False)
+        self.recalls.record(ids, self.clock.now())
 
     def list(
         self,
@@ -331,6 +355,7 @@ class Memos:
 
     def stats(self, cube: str = DEFAULT_CUBE) -> CubeStats:
         """Counts by state, versions, tags, embeddings and index figures of a cube."""
+        self.recalls.flush()
         cube_row = self._cube(cube)
         with self.db.read() as session:
             by_state = dict(
@@ -429,6 +454,40 @@ class Memos:
         return self.parametric.consolidate(
             cube, items=items, config=TrainConfig(**train_options), progress=progress
         )
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def retention(self, item_id: str, at: datetime | None = None) -> float:
+        """The item's retention R at ``at`` (default now) under ``config.retention``."""
+        return self.config.retention.retention(self.get(item_id), as_utc(at) or self.clock.now())
+
+    def decay(
+        self, *, cube: str | None = None, now: datetime | None = None, dry_run: bool = False
+    ) -> builtins.list[StateChange]:
+        """Move items down the states their retention calls for (see :mod:`memos.lifecycle`).
+
+        ``now`` defaults to the clock; with ``dry_run`` nothing is written.
+        Returns the moves (planned ones on a dry run).
+        """
+        self.recalls.flush()
+        at = as_utc(now) or self.clock.now()
+        cube_pk = self._cube(cube).pk if cube is not None else None
+        changes = plan_decay(self.db, self.config.retention, at, cube_pk)
+        if not dry_run and changes:
+            apply_decay(self.db, changes, at, "decay")
+        return changes
+
+    def start_scheduler(
+        self, every_minutes: float | None = None, *, cube: str | None = None
+    ) -> BackgroundScheduler:
+        """Run the tier scheduler in a background thread every ``every_minutes``
+        (default ``config.scheduler.interval_minutes``); :meth:`close` stops it."""
+        with self._lock:
+            if self._background is not None and self._background.running:
+                raise InvalidInputError("the background scheduler is already running")
+            minutes = every_minutes or self.config.scheduler.interval_minutes
+            self._background = BackgroundScheduler(self, minutes * 60, cube).start()
+            return self._background
 
     # -- maintenance ----------------------------------------------------------
 

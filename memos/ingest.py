@@ -32,6 +32,7 @@ ITEM_FIELDS = (
     "event_time",
     "pinned",
     "trust",
+    "importance",
 )
 
 
@@ -59,6 +60,7 @@ def new_item(
     event_time: datetime | str | float | None = None,
     pinned: bool = False,
     trust: float = 1.0,
+    importance: float = 0.0,
 ) -> NewItem:
     """Validate one item's fields and return it ready to store."""
     body = normalize_text(text, max_chars)
@@ -76,6 +78,12 @@ def new_item(
         raise InvalidInputError(f"pinned must be true or false, got {pinned!r}")
     if isinstance(trust, bool) or not isinstance(trust, int | float) or not 0 <= trust <= 1:
         raise InvalidInputError(f"trust must be a number in [0, 1], got {trust!r}")
+    if (
+        isinstance(importance, bool)
+        or not isinstance(importance, int | float)
+        or not 0 <= importance <= 1
+    ):
+        raise InvalidInputError(f"importance must be a number in [0, 1], got {importance!r}")
     return NewItem(
         text=body,
         content_hash=content_hash(body),
@@ -90,6 +98,7 @@ def new_item(
         event_time=parse_time(event_time, "event_time"),
         pinned=pinned,
         trust=float(trust),
+        importance=float(importance),
     )
 
 

@@ -82,8 +82,14 @@ class ParametricTier:
         items: Sequence[MemoryRecord] | None = None,
         config: TrainConfig | None = None,
         progress: Callable[[int, int], None] | None = None,
+        adapter_id: str | None = None,
+        reason: str = "consolidate",
     ) -> AdapterInfo:
-        """Train an adapter on the given items (default: every searchable item of the cube)."""
+        """Train an adapter on the given items (default: every searchable item of the cube).
+
+        ``adapter_id`` names the adapter (a scheduler job passes a fixed one, so
+        a retried job rewrites the same file); ``reason`` goes in its event.
+        """
         records = list(items) if items is not None else list(self.memos.iterate(cube=cube))
         if not records:
             raise InvalidInputError(f"cube {cube!r} has no memories to consolidate")
@@ -91,7 +97,7 @@ class ParametricTier:
         lm = self.memos.lm
         memories, report = train_memories(lm, [r.text for r in records], config, progress)
         cube_row = self.memos._cube(cube)
-        adapter_id = str(uuid.uuid4())
+        adapter_id = adapter_id or str(uuid.uuid4())
         path = self.folder / cube_row.id / f"{adapter_id}.safetensors"
         sha, size = _save(memories, path, lm.fingerprint, records)
         training = _report(report)
@@ -110,7 +116,7 @@ class ParametricTier:
             store.EventSpec(
                 self.memos.clock.now(),
                 "adapter.train",
-                reason="consolidate",
+                reason=reason,
                 from_tier="plaintext",
                 to_tier="parametric",
                 details={"adapter": adapter_id, "items": len(records), **training},
@@ -185,13 +191,15 @@ class ParametricTier:
         )
         return out
 
-    def remove(self, adapter_id: str) -> None:
+    def remove(self, adapter_id: str, reason: str = "user") -> None:
         """Delete an adapter's file and registration (detaching it first)."""
         self.detach(adapter_id)
         event = store.EventSpec(
             self.memos.clock.now(),
             "adapter.remove",
+            reason=reason,
             from_tier="parametric",
+            to_tier="plaintext",
             details={"adapter": adapter_id},
         )
         artifacts.remove(self.memos.db, KIND, adapter_id, event).unlink(missing_ok=True)

@@ -3,13 +3,13 @@
 One search catches the cube's indexes up with the database, asks the BM25
 keyword index and FAISS (for the query's embedding) for their best items among
 those the filter allows, keeps the candidates the filter passes, fuses their
-ranks, and reads only the top ``k`` items from the database. Retention enters
-through a hook the lifecycle layer fills.
+ranks, blends in each candidate's retention (read from a light query of its
+figures) and reads only the top ``k`` items from the database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,15 +23,11 @@ from memos.errors import InvalidInputError
 from memos.filters import SearchFilter
 from memos.indexes import IndexManager
 from memos.models import Cube, Item
+from memos.recall import RecallLog
 from memos.records import MemoryRecord, ScoreParts, SearchHit
+from memos.retention import RetentionPolicy
 
-RetentionFn = Callable[[MemoryRecord, datetime], float]
 MAX_K = 1000
-
-
-def full_retention(_item: MemoryRecord, _now: datetime) -> float:
-    """The retention hook's default: every item fully retained."""
-    return 1.0
 
 
 @dataclass
@@ -42,7 +38,11 @@ class Retriever:
     embedder: Embedder
     indexes: IndexManager
     config: MemosConfig
-    retention: RetentionFn = full_retention
+    recalls: RecallLog | None = None
+
+    @property
+    def policy(self) -> RetentionPolicy:
+        return self.config.retention
 
     def search(
         self, cube: Cube, query: str, k: int, flt: SearchFilter, mode: str, now: datetime
@@ -87,8 +87,7 @@ class Retriever:
         k: int,
         now: datetime,
     ) -> list[SearchHit]:
-        d_rank = {pk: (rank, s) for rank, (pk, s) in enumerate(dense, 1)}
-        k_rank = {pk: (rank, s) for rank, (pk, s) in enumerate(lexical, 1)}
+        d_rank, k_rank = _ranks(dense), _ranks(lexical)
         cfg = self.config
         w_d, w_k = cfg.dense_weight, cfg.keyword_weight
         best = (w_d * bool(dense) + w_k * bool(lexical)) / (cfg.rrf_k + 1) or 1.0
@@ -99,23 +98,33 @@ class Retriever:
                 w_k / (cfg.rrf_k + kr) if kr else 0.0
             )
             fused[pk] = score / best
-        # Without retention the order is known before hydration: load only the top k.
-        order = sorted(fused, key=lambda pk: (-fused[pk], -d_rank.get(pk, (0, -1.0))[1]))
-        wanted = order if cfg.retention_weight else order[:k]
-        records = self._hydrate(cube, wanted)
+        w = cfg.retention_weight
+        retention = self._retention(list(fused), now) if w else {}
+        final = {pk: (1 - w) * f + w * retention.get(pk, 1.0) for pk, f in fused.items()}
+        # The order is known before hydration: load only the top k.
+        order = sorted(final, key=lambda pk: (-final[pk], -d_rank.get(pk, (0, -1.0))[1]))
+        records = self._hydrate(cube, order[:k])
         hits = []
-        for pk in wanted:
+        for pk in order[:k]:
             record = records.get(pk)
             if record is None:  # purged by another process since the index saw it
                 continue
-            retention = float(self.retention(record, now)) if cfg.retention_weight else 1.0
-            final = (1 - cfg.retention_weight) * fused[pk] + cfg.retention_weight * retention
             dr, ds = d_rank.get(pk, (None, None))
             kr, ks = k_rank.get(pk, (None, None))
-            parts = ScoreParts(ds, dr, ks, kr, fused[pk], retention, final)
-            hits.append(SearchHit(record, final, parts))
+            parts = ScoreParts(ds, dr, ks, kr, fused[pk], retention.get(pk, 1.0), final[pk])
+            hits.append(SearchHit(record, final[pk], parts))
         hits.sort(key=lambda h: (-h.score, -(h.parts.dense or -1.0), h.item.id))
         return hits[:k]
+
+    def _retention(self, pks: list[int], now: datetime) -> dict[int, float]:
+        with self.db.read() as session:
+            rows = store.figures_by_pk(session, pks)
+        figures = {item_id: f for item_id, f in rows.values()}
+        if self.recalls is not None:
+            figures = self.recalls.overlay(figures)
+        return {
+            pk: self.policy.retention(figures[item_id], now) for pk, (item_id, _) in rows.items()
+        }
 
     def _hydrate(self, cube: Cube, pks: list[int]) -> dict[int, MemoryRecord]:
         if not pks:
@@ -126,3 +135,14 @@ class Retriever:
         if gone:
             self.indexes.forget(cube.pk, gone)
         return records
+
+
+def _ranks(hits: list[tuple[int, float]]) -> dict[int, tuple[int, float]]:
+    """pk -> (1-based rank, score); equal scores share the best rank of their group."""
+    ranks: dict[int, tuple[int, float]] = {}
+    rank, previous = 0, None
+    for position, (pk, score) in enumerate(hits, 1):
+        if previous is None or not math.isclose(score, previous, rel_tol=1e-6, abs_tol=1e-9):
+            rank, previous = position, score
+        ranks[pk] = (rank, score)
+    return ranks

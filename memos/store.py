@@ -33,6 +33,7 @@ from memos.models import (
     ItemVersion,
 )
 from memos.records import MemoryRecord, MemoryVersion
+from memos.retention import RetentionPolicy
 
 
 @dataclass
@@ -52,6 +53,7 @@ class NewItem:
     event_time: datetime | None = None
     pinned: bool = False
     trust: float = 1.0
+    importance: float = 0.0
     id: str | None = None
 
 
@@ -118,15 +120,22 @@ def live_by_hash(session: Session, cube_pk: int, hashes: Iterable[str]) -> dict[
 
 
 def insert_items(
-    session: Session, cube: Cube, items: Sequence[NewItem], now: datetime, revision: int
+    session: Session,
+    cube: Cube,
+    items: Sequence[NewItem],
+    now: datetime,
+    revision: int,
+    policy: RetentionPolicy,
 ) -> list[tuple[int, str]]:
     """Insert new items with their first version, tags and events.
+
+    Each starts at the initial stability ``policy`` gives its importance.
 
     Returns the ``(pk, id)`` of each item, in order.
     """
     if not items:
         return []
-    rows = [_item_row(cube.pk, item, now, revision) for item in items]
+    rows = [_item_row(cube.pk, item, now, revision, policy) for item in items]
     stmt = insert(Item).returning(Item.pk, Item.id, sort_by_parameter_order=True)
     keys = [(int(pk), str(item_id)) for pk, item_id in session.execute(stmt, rows)]
     session.execute(
@@ -165,7 +174,9 @@ def insert_items(
     return keys
 
 
-def _item_row(cube_pk: int, item: NewItem, now: datetime, revision: int) -> dict[str, Any]:
+def _item_row(
+    cube_pk: int, item: NewItem, now: datetime, revision: int, policy: RetentionPolicy
+) -> dict[str, Any]:
     return {
         "id": item.id or str(uuid.uuid4()),
         "cube_pk": cube_pk,
@@ -184,7 +195,7 @@ def _item_row(cube_pk: int, item: NewItem, now: datetime, revision: int) -> dict
         "created_at": now,
         "updated_at": now,
         "access_count": 0,
-        "stability": 1.0,
+        "stability": policy.initial_stability(item.importance),
         "state": "active",
         "pinned": item.pinned,
         "trust": item.trust,
@@ -263,20 +274,35 @@ def set_deleted(session: Session, item: Item, now: datetime, revision: int, reas
     )
 
 
-def set_restored(session: Session, item: Item, now: datetime, revision: int) -> None:
-    """Bring a soft-deleted item back to the state it had before deletion."""
-    last = session.scalar(
-        select(Event)
-        .where(Event.item_id == item.id, Event.kind == "delete")
-        .order_by(Event.pk.desc())
-        .limit(1)
-    )
-    previous = (last.details or {}).get("previous_state", "active") if last else "active"
-    item.state, item.deleted_at = previous, None
+def set_restored(session: Session, item: Item, now: datetime, revision: int) -> str:
+    """Bring back a soft-deleted, forgotten or archived item; returns its new state.
+
+    A deleted item gets the state it had before deletion; a forgotten or
+    archived one becomes active as if just recalled (its stability is kept).
+    """
+    previous = item.state
+    if previous == "deleted":
+        last = session.scalar(
+            select(Event)
+            .where(Event.item_id == item.id, Event.kind == "delete")
+            .order_by(Event.pk.desc())
+            .limit(1)
+        )
+        state = (last.details or {}).get("previous_state", "active") if last else "active"
+    else:
+        state = "active"
+        item.last_accessed_at = now
+    item.state, item.deleted_at = state, None
     item.updated_at, item.change_seq = now, revision
     log_event(
-        session, now, "restore", cube_pk=item.cube_pk, item_id=item.id, details={"state": previous}
+        session,
+        now,
+        "restore",
+        cube_pk=item.cube_pk,
+        item_id=item.id,
+        details={"from": previous, "state": state},
     )
+    return state
 
 
 def purge_item(session: Session, item: Item, now: datetime, reason: str) -> None:
@@ -451,6 +477,26 @@ def records_by_pk(session: Session, pks: Sequence[int], cube_name: str) -> dict[
     table = Item.__table__
     rows = session.execute(select(table).where(table.c.pk.in_(list(pks)))).mappings()
     return {row["pk"]: _row_record(row, cube_name) for row in rows}
+
+
+@dataclass(frozen=True)
+class RetentionFigures:
+    """The columns retention is computed from."""
+
+    created_at: datetime
+    last_accessed_at: datetime | None
+    stability: float
+    pinned: bool
+
+
+def figures_by_pk(session: Session, pks: Sequence[int]) -> dict[int, tuple[str, RetentionFigures]]:
+    """Item id and retention figures of items ``pks`` (a light query for ranking)."""
+    rows = session.execute(
+        select(
+            Item.pk, Item.id, Item.created_at, Item.last_accessed_at, Item.stability, Item.pinned
+        ).where(Item.pk.in_(list(pks)))
+    )
+    return {pk: (i, RetentionFigures(c, a, s, bool(p))) for pk, i, c, a, s, p in rows}
 
 
 def _row_record(row: Any, cube_name: str) -> MemoryRecord:

@@ -30,6 +30,7 @@ from memos.records import MemoryRecord
 from memos.store import NewItem
 
 BULK_CHUNK = 256
+RESTORABLE = ("deleted", "forgotten", "archived")
 UPDATABLE = (
     "metadata",
     "tags",
@@ -109,6 +110,13 @@ class Writer:
         def work(session: Session) -> tuple[int, int, dict[str, MemoryRecord], dict[int, str]]:
             cube_row = store.ensure_cube(session, cube, now)
             existing = store.live_by_hash(session, cube_row.pk, (i.content_hash for i in items))
+            revive = [row for row in existing.values() if row.state in ("archived", "forgotten")]
+            if revive:
+                # Storing a text the cube had let fade brings it back (a fresh
+                # revision first, so this process's index catches up on it).
+                revived_at = store.bump_revision(session, cube_row.pk)
+                for row in revive:
+                    store.set_restored(session, row, now, revived_at)
             records = {h: store.to_record(row, cube) for h, row in existing.items()}
             fresh = list(
                 {i.content_hash: i for i in items if i.content_hash not in existing}.values()
@@ -120,7 +128,9 @@ class Writer:
                 i.content_hash: vectors[i.content_hash] for i in fresh if i.content_hash in vectors
             }
             store.save_vectors(session, self.embedder.fingerprint, known)
-            keys = store.insert_items(session, cube_row, fresh, now, revision)
+            keys = store.insert_items(
+                session, cube_row, fresh, now, revision, self.config.retention
+            )
             rows = session.scalars(select(Item).where(Item.pk.in_([pk for pk, _ in keys])))
             records.update({row.content_hash: store.to_record(row, cube) for row in rows})
             new_pks = {pk: item.content_hash for (pk, _), item in zip(keys, fresh, strict=True)}
@@ -194,14 +204,16 @@ class Writer:
         return record
 
     def restore(self, item_id: str) -> MemoryRecord:
-        """Undo a soft delete."""
+        """Undo a soft delete, or bring back a forgotten or archived item."""
         now = self.clock.now()
 
         def work(session: Session) -> tuple[int, bool, MemoryRecord]:
             item = store.item_by_id(session, item_id)
-            if item.state != "deleted":
+            if item.state not in RESTORABLE:
                 return item.cube_pk, False, record_of(session, item)
-            if store.live_by_hash(session, item.cube_pk, [item.content_hash]):
+            if item.state == "deleted" and store.live_by_hash(
+                session, item.cube_pk, [item.content_hash]
+            ):
                 raise DuplicateError(f"the text of {item_id} was stored again since it was deleted")
             revision = store.bump_revision(session, item.cube_pk)
             store.set_restored(session, item, now, revision)

@@ -23,6 +23,7 @@ EXPECTED_TABLES = {
     "artifacts",
     "artifact_sources",
     "events",
+    "jobs",
     "alembic_version",
 }
 

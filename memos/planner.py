@@ -1,0 +1,386 @@
+"""The scheduler's plan: which memories should move between tiers now, and why.
+
+A plan is read from the store and changes nothing. Per cube, in the order
+they are applied:
+
+1. ``decay``: items whose retention fell past a threshold move down a state
+   (see :mod:`memos.lifecycle`). The later rules see the states after decay.
+2. ``evict_snapshot`` (activation → plaintext): snapshots that are stale, hold
+   an item about to be forgotten, or were not used for ``snapshot_idle_days``.
+3. ``retire_adapter`` / ``rebuild_adapter`` (parametric → plaintext, or
+   retrained): adapters whose sources changed or were forgotten are rebuilt
+   from their live sources when at least ``consolidate_min_batch`` remain,
+   else retired.
+4. ``promote_snapshot`` (plaintext → activation): the hot items (active,
+   recalled at least ``hot_min_access`` times, retention at least
+   ``hot_min_retention``; most recalled first, at most ``snapshot_max_items``
+   and about ``snapshot_max_tokens``) are snapshotted together, unless a
+   current snapshot already holds exactly that hot set.
+5. ``consolidate`` (plaintext → parametric): stable, often recalled items
+   (active or warm, recalled at least ``consolidate_min_access`` times,
+   stability at least ``consolidate_min_stability_days``) that no current
+   adapter holds are trained into a new adapter, once there are at least
+   ``consolidate_min_batch`` of them (at most ``consolidate_max_batch`` a step).
+
+Every rule reaches a fixed point: right after a plan is applied, the next
+plan is empty.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from memos import store
+from memos.errors import ConfigError
+from memos.lifecycle import StateChange, plan_decay
+from memos.models import Artifact, ArtifactSource, Cube, Item
+from memos.records import SEARCHABLE_STATES
+from memos.retention import RetentionPolicy, days_between
+
+if TYPE_CHECKING:
+    from memos.db import Database
+
+TIERS = {
+    "decay": ("plaintext", "plaintext"),
+    "evict_snapshot": ("activation", "plaintext"),
+    "retire_adapter": ("parametric", "plaintext"),
+    "rebuild_adapter": ("parametric", "parametric"),
+    "promote_snapshot": ("plaintext", "activation"),
+    "consolidate": ("plaintext", "parametric"),
+}
+
+
+@dataclass(frozen=True)
+class SchedulerPolicy:
+    """Thresholds of the scheduler's rules (see the module docs for each rule).
+
+    ``train`` holds :class:`memos.consolidation.TrainConfig` fields for the
+    adapters the scheduler trains; ``attach_adapters`` attaches them at once
+    (off by default: attached adapters make KV snapshots unusable, because the
+    snapshots were computed without them). ``interval_minutes`` is how often
+    the background mode runs.
+    """
+
+    hot_min_access: int = 3
+    hot_min_retention: float = 0.8
+    snapshot_max_items: int = 64
+    snapshot_max_tokens: int = 1024
+    snapshot_dtype: str = "float32"
+    snapshot_idle_days: float = 14.0
+    consolidate_min_access: int = 5
+    consolidate_min_stability_days: float = 30.0
+    consolidate_min_batch: int = 8
+    consolidate_max_batch: int = 64
+    train: Mapping[str, Any] = field(default_factory=dict)
+    attach_adapters: bool = False
+    interval_minutes: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "hot_min_access",
+            "snapshot_max_items",
+            "snapshot_max_tokens",
+            "consolidate_min_access",
+            "consolidate_min_batch",
+            "consolidate_max_batch",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}; allowed: >= 1")
+        if self.consolidate_max_batch < self.consolidate_min_batch:
+            raise ConfigError("consolidate_max_batch must be >= consolidate_min_batch")
+        if not 0 <= self.hot_min_retention <= 1:
+            raise ConfigError(f"hot_min_retention={self.hot_min_retention}; allowed: 0..1")
+        if self.snapshot_idle_days <= 0 or self.interval_minutes <= 0:
+            raise ConfigError("snapshot_idle_days and interval_minutes must be > 0")
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One migration the scheduler means to make."""
+
+    kind: str
+    cube: str
+    rule: str
+    payload: dict[str, Any]
+
+    @property
+    def from_tier(self) -> str:
+        return TIERS[self.kind][0]
+
+    @property
+    def to_tier(self) -> str:
+        return TIERS[self.kind][1]
+
+    def summary(self) -> str:
+        """One line saying what moves."""
+        p = self.payload
+        if self.kind == "decay":
+            moves: dict[str, int] = defaultdict(int)
+            for change in p["changes"]:
+                moves[f"{change['old']}→{change['new']}"] += 1
+            return ", ".join(f"{n} {move}" for move, n in sorted(moves.items()))
+        if self.kind in ("promote_snapshot", "consolidate"):
+            return f"{len(p['items'])} items"
+        if self.kind == "rebuild_adapter":
+            return f"adapter {p['artifact'][:8]} on {len(p['items'])} items"
+        return f"{self.kind.split('_')[1]} {p['artifact'][:8]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(from_tier=self.from_tier, to_tier=self.to_tier, summary=self.summary())
+        return data
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The steps a scheduler run would apply at ``at``."""
+
+    at: datetime
+    steps: list[PlannedStep]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "steps": [s.to_dict() for s in self.steps]}
+
+
+@dataclass
+class _ItemView:
+    id: str
+    content_hash: str
+    state: str
+    access_count: int
+    stability: float
+    retention: float
+
+
+@dataclass
+class _ArtifactView:
+    id: str
+    kind: str
+    stale: bool
+    stale_reason: str | None
+    meta: dict[str, Any]
+    created_at: datetime
+    sources: dict[str, str]  # item id -> content hash it was built from
+
+
+def build_plan(
+    db: Database,
+    retention: RetentionPolicy,
+    policy: SchedulerPolicy,
+    now: datetime,
+    cube: str | None = None,
+) -> Plan:
+    """The plan for one cube (every cube when ``None``) at ``now``."""
+    with db.read() as session:
+        stmt = select(Cube.pk, Cube.name).order_by(Cube.pk)
+        if cube is not None:
+            stmt = stmt.where(Cube.name == cube)
+        cubes = list(session.execute(stmt))
+    steps: list[PlannedStep] = []
+    for cube_pk, name in cubes:
+        steps.extend(_CubePlanner(db, retention, policy, now, cube_pk, name).steps())
+    return Plan(at=now, steps=steps)
+
+
+class _CubePlanner:
+    def __init__(
+        self,
+        db: Database,
+        retention: RetentionPolicy,
+        policy: SchedulerPolicy,
+        now: datetime,
+        cube_pk: int,
+        cube: str,
+    ) -> None:
+        self.db, self.retention, self.policy = db, retention, policy
+        self.now, self.cube_pk, self.cube = now, cube_pk, cube
+
+    def steps(self) -> list[PlannedStep]:
+        changes = plan_decay(self.db, self.retention, self.now, self.cube_pk)
+        items = self._items(changes)
+        snapshots, adapters = self._artifacts("kv"), self._artifacts("adapter")
+        steps = []
+        if changes:
+            payload = _decay(changes, self.now)
+            steps.append(self._step("decay", "retention below thresholds", payload))
+        kept = [s for s in snapshots if not self._evict(s, items, steps)]
+        holding = self._adapters(adapters, items, steps)
+        self._promote(items, kept, steps)
+        self._consolidate(items, holding, steps)
+        return steps
+
+    def _step(self, kind: str, rule: str, payload: dict[str, Any]) -> PlannedStep:
+        return PlannedStep(kind, self.cube, rule, payload)
+
+    def _items(self, changes: list[StateChange]) -> dict[str, _ItemView]:
+        after = {c.item_id: c.new for c in changes}
+        stmt = select(
+            Item.id,
+            Item.content_hash,
+            Item.state,
+            Item.access_count,
+            Item.created_at,
+            Item.last_accessed_at,
+            Item.stability,
+            Item.pinned,
+        ).where(Item.cube_pk == self.cube_pk, Item.state != "deleted")
+        views = {}
+        with self.db.read() as session:
+            for item_id, digest, state, count, created, accessed, stab, pinned in session.execute(
+                stmt
+            ):
+                figures = store.RetentionFigures(created, accessed, stab, bool(pinned))
+                r = self.retention.retention(figures, self.now)
+                views[item_id] = _ItemView(
+                    item_id, digest, after.get(item_id, state), count, stab, r
+                )
+        return views
+
+    def _artifacts(self, kind: str) -> list[_ArtifactView]:
+        with self.db.read() as session:
+            rows = session.scalars(
+                select(Artifact)
+                .where(Artifact.cube_pk == self.cube_pk, Artifact.kind == kind)
+                .order_by(Artifact.created_at.desc(), Artifact.pk.desc())
+            ).all()
+            sources: dict[int, dict[str, str]] = defaultdict(dict)
+            for artifact_pk, item_id, digest in session.execute(
+                select(
+                    ArtifactSource.artifact_pk, ArtifactSource.item_id, ArtifactSource.content_hash
+                ).where(ArtifactSource.artifact_pk.in_([r.pk for r in rows]))
+            ):
+                sources[artifact_pk][item_id] = digest
+            return [
+                _ArtifactView(
+                    r.id,
+                    r.kind,
+                    r.stale,
+                    r.stale_reason,
+                    dict(r.meta or {}),
+                    r.created_at,
+                    sources[r.pk],
+                )
+                for r in rows
+            ]
+
+    def _broken(self, artifact: _ArtifactView, items: dict[str, _ItemView]) -> str | None:
+        """Why the artifact is or will be stale after decay (None when sound)."""
+        if artifact.stale:
+            return artifact.stale_reason or "stale"
+        for item_id, digest in artifact.sources.items():
+            view = items.get(item_id)
+            if view is None:
+                return "source item deleted"
+            if view.state == "forgotten":
+                return "source item forgotten"
+            if view.content_hash != digest:
+                return "source item updated"
+        return None
+
+    def _evict(
+        self, snapshot: _ArtifactView, items: dict[str, _ItemView], steps: list[PlannedStep]
+    ) -> bool:
+        why = self._broken(snapshot, items)
+        if why is None:
+            last = snapshot.meta.get("last_used_at")
+            used = datetime.fromisoformat(last) if last else snapshot.created_at
+            idle = days_between(used, self.now)
+            if idle >= self.policy.snapshot_idle_days:
+                why = f"idle {idle:.1f} d >= {self.policy.snapshot_idle_days:g} d"
+        if why is None:
+            return False
+        steps.append(self._step("evict_snapshot", why, {"artifact": snapshot.id}))
+        return True
+
+    def _adapters(
+        self,
+        adapters: list[_ArtifactView],
+        items: dict[str, _ItemView],
+        steps: list[PlannedStep],
+    ) -> set[str]:
+        """Plan retire/rebuild steps; return the items current adapters will hold."""
+        holding: set[str] = set()
+        for adapter in adapters:
+            why = self._broken(adapter, items)
+            if why is None:
+                holding.update(adapter.sources)
+                continue
+            live = [
+                i
+                for i in adapter.sources
+                if i in items and items[i].state in SEARCHABLE_STATES and i not in holding
+            ]
+            if len(live) >= self.policy.consolidate_min_batch:
+                payload = {
+                    "artifact": adapter.id,
+                    "items": live,
+                    "attached": bool(adapter.meta.get("attached")),
+                }
+                steps.append(self._step("rebuild_adapter", why, payload))
+                holding.update(live)
+            else:
+                steps.append(self._step("retire_adapter", why, {"artifact": adapter.id}))
+        return holding
+
+    def _promote(
+        self, items: dict[str, _ItemView], snapshots: list[_ArtifactView], steps: list[PlannedStep]
+    ) -> None:
+        p = self.policy
+        hot = sorted(
+            (
+                v
+                for v in items.values()
+                if v.state == "active"
+                and v.access_count >= p.hot_min_access
+                and v.retention >= p.hot_min_retention
+            ),
+            key=lambda v: (-v.access_count, -v.retention, v.id),
+        )[: p.snapshot_max_items]
+        if not hot:
+            return
+        hot_set = sorted(v.id for v in hot)
+        for snapshot in snapshots:
+            if snapshot.meta.get("hot_set") == hot_set or set(hot_set) <= set(snapshot.sources):
+                return
+        payload = {
+            "items": [v.id for v in hot],
+            "hot_set": hot_set,
+            "max_tokens": p.snapshot_max_tokens,
+            "dtype": p.snapshot_dtype,
+        }
+        rule = f"hot: recalled >= {p.hot_min_access}x, retention >= {p.hot_min_retention:g}"
+        steps.append(self._step("promote_snapshot", rule, payload))
+
+    def _consolidate(
+        self, items: dict[str, _ItemView], holding: set[str], steps: list[PlannedStep]
+    ) -> None:
+        p = self.policy
+        stable = sorted(
+            (
+                v
+                for v in items.values()
+                if v.state in ("active", "warm")
+                and v.id not in holding
+                and v.access_count >= p.consolidate_min_access
+                and v.stability >= p.consolidate_min_stability_days
+            ),
+            key=lambda v: (-v.access_count, v.id),
+        )
+        if len(stable) < p.consolidate_min_batch:
+            return
+        rule = (
+            f"stable: recalled >= {p.consolidate_min_access}x, "
+            f"stability >= {p.consolidate_min_stability_days:g} d"
+        )
+        chosen = [v.id for v in stable[: p.consolidate_max_batch]]
+        steps.append(self._step("consolidate", rule, {"items": chosen}))
+
+
+def _decay(changes: list[StateChange], now: datetime) -> dict[str, Any]:
+    return {"now": now.isoformat(), "changes": [c.to_dict() for c in changes]}

@@ -1,0 +1,187 @@
+"""Recall accounting: using a memory strengthens it.
+
+A memory counts as recalled when ``Memos.context()`` hands it to the agent
+(and when the caller says so with ``Memos.mark_used()``). Plain search hits do
+not count: a search is the agent looking, not using, and counting every hit
+of a broad query would keep whatever matches everything alive. A snapshot
+used by ``chat`` touches the snapshot (its ``last_used_at``), not its items.
+
+Recalls are buffered in memory and written in batches by a background thread
+(every ``recall_flush_s`` seconds, or once ``FLUSH_AT`` are waiting), so the
+read path never waits on a write. Each recall is applied with the time it
+happened: access count +1, last access = that time, stability grown by the
+retention policy, a ``recall`` event (retention at the time, stability
+before and after: what ``memos plot retention`` replays), and a warm, cold or
+archived item becomes active again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from memos import store
+from memos.db import Database
+from memos.models import Event, Item
+from memos.records import SEARCHABLE_STATES
+from memos.retention import RetentionPolicy
+from memos.store import RetentionFigures
+
+log = logging.getLogger(__name__)
+FLUSH_AT = 512
+REACTIVATED = ("warm", "cold", "archived")
+
+
+@dataclass(frozen=True)
+class FlushReport:
+    """What one flush wrote."""
+
+    recalls: int
+    items: int
+    reactivated: int
+
+
+class RecallLog:
+    """Buffers recalls and writes them in batches (thread-safe)."""
+
+    def __init__(self, db: Database, policy: RetentionPolicy, flush_every_s: float) -> None:
+        self.db = db
+        self.policy = policy
+        self.flush_every_s = flush_every_s
+        self._pending: list[tuple[str, datetime]] = []
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def record(self, item_ids: Iterable[str], at: datetime) -> None:
+        """Note that ``item_ids`` were recalled at ``at`` (written later)."""
+        with self._lock:
+            self._pending.extend((item_id, at) for item_id in item_ids)
+            full = len(self._pending) >= FLUSH_AT
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="memos-recall", daemon=True)
+                self._thread.start()
+        if full:
+            self._wake.set()
+
+    def pending(self) -> int:
+        """Recalls waiting to be written."""
+        with self._lock:
+            return len(self._pending)
+
+    def overlay(self, figures: dict[str, RetentionFigures]) -> dict[str, RetentionFigures]:
+        """``figures`` (by item id) with the waiting recalls applied, for ranking."""
+        with self._lock:
+            waiting = [(i, at) for i, at in self._pending if i in figures]
+        if not waiting:
+            return figures
+        out = dict(figures)
+        for item_id, at in sorted(waiting, key=lambda pair: pair[1]):
+            f = out[item_id]
+            if f.last_accessed_at is None or at >= f.last_accessed_at:
+                out[item_id] = replace(
+                    f, stability=self.policy.after_recall(f, at), last_accessed_at=at
+                )
+        return out
+
+    def flush(self) -> FlushReport:
+        """Write every waiting recall now (one transaction)."""
+        with self._write_lock:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return FlushReport(0, 0, 0)
+            try:
+                return self.db.write(lambda session: self._apply(session, batch))
+            except Exception:
+                with self._lock:  # keep them for the next try
+                    self._pending[:0] = batch
+                raise
+
+    def close(self) -> None:
+        """Stop the background writer and write what is waiting."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=30)
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_every_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.flush()
+            except Exception:  # the next tick retries; never kill the thread
+                log.exception("writing recall accounting failed; will retry")
+
+    def _apply(self, session: Session, batch: list[tuple[str, datetime]]) -> FlushReport:
+        by_item: dict[str, list[datetime]] = defaultdict(list)
+        for item_id, at in batch:
+            by_item[item_id].append(at)
+        rows = session.scalars(select(Item).where(Item.id.in_(list(by_item)))).all()
+        revisions: dict[int, int] = {}
+        events: list[dict[str, Any]] = []
+        reactivated = 0
+        for item in rows:
+            if item.state in ("deleted", "forgotten"):
+                continue  # gone while the recall waited
+            for at in sorted(by_item[item.id]):
+                before = item.stability
+                retention = self.policy.retention(item, at)
+                # A recall older than the last one (another process's) only counts.
+                if item.last_accessed_at is None or at >= item.last_accessed_at:
+                    item.stability = self.policy.after_recall(item, at)
+                    item.last_accessed_at = at
+                item.access_count += 1
+                events.append(
+                    {
+                        "at": at,
+                        "cube_pk": item.cube_pk,
+                        "item_id": item.id,
+                        "kind": "recall",
+                        "details": {
+                            "retention": round(retention, 6),
+                            "stability_before": before,
+                            "stability": item.stability,
+                        },
+                    }
+                )
+            if item.state in REACTIVATED:
+                reactivated += 1
+                self._reactivate(session, item, revisions)
+        if events:
+            session.execute(insert(Event), events)
+        return FlushReport(len(batch), len(rows), reactivated)
+
+    @staticmethod
+    def _reactivate(session: Session, item: Item, revisions: dict[int, int]) -> None:
+        previous = item.state
+        if previous not in SEARCHABLE_STATES and item.cube_pk not in revisions:
+            # Leaving a hidden state changes what searches see: bump the revision.
+            revisions[item.cube_pk] = store.bump_revision(session, item.cube_pk)
+        if previous not in SEARCHABLE_STATES:
+            item.change_seq = revisions[item.cube_pk]
+        item.state = "active"
+        store.log_event(
+            session,
+            item.last_accessed_at or item.updated_at,
+            "state",
+            cube_pk=item.cube_pk,
+            item_id=item.id,
+            reason="recalled",
+            details={"from": previous, "to": "active"},
+        )
