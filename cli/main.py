@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from memos.cli import activation, admin, items, parametric
+from memos.cli import activation, admin, items, lifecycle, parametric
 from memos.cli.output import CliError, fail
 from typer.core import TyperGroup
 
@@ -55,6 +55,7 @@ items.register(app)
 admin.register(app)
 activation.register(app)
 parametric.register(app)
+lifecycle.register(app)
 
 
 def main() -> None:

@@ -126,3 +126,37 @@ def test_demo(run) -> None:  # type: ignore[no-untyped-def]
     answers = {q: hits[0]["text"] for q, hits in results.items()}
     assert answers["Where does Maya work?"] == "Maya works as a marine biologist in Lisbon"
     assert answers["What does Maya like to drink?"] == "Maya's favourite drink is jasmine tea"
+
+
+def test_lifecycle_commands(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timedelta, timezone
+
+    added = _json(run("add", "the garage door code is 5521", "--json"))
+    item_id = added[0]["id"]
+    assert run("used", item_id).exit_code == 0
+    later = (datetime.now(timezone.utc) + timedelta(days=20)).isoformat()
+    planned = _json(run("decay", "--now", later, "--dry-run", "--json"))
+    assert planned["dry_run"] and planned["changes"][0]["new"] == "archived"
+    assert _json(run("show", item_id, "--json"))["state"] == "active"
+    moved = _json(run("decay", "--now", later, "--json"))
+    assert [c["item_id"] for c in moved["changes"]] == [item_id]
+
+    shown = _json(run("inspect", "--json"))
+    assert shown["by_state"] == {"archived": 1} and sum(shown["retention_bins"]) == 1
+    assert [t["tier"] for t in shown["tiers"]] == ["plaintext", "activation", "parametric"]
+    assert "retention" in run("inspect").output
+
+    assert _json(run("consolidate", "--dry-run", "--json"))["steps"] == []
+    assert _json(run("consolidate", "--json"))["jobs"] == []
+    assert _json(run("jobs", "--json")) == []
+
+    png = tmp_path / "curves.png"
+    result = run("plot", "retention", item_id, "--out", str(png))
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert run("plot", "retention", "--out", str(png), "--tag", "none-such").exit_code == 1
+
+    assert run("restore", item_id).exit_code == 0
+    assert _json(run("show", item_id, "--json"))["state"] == "active"
+    bad = run("decay", "--now", "not-a-time")
+    assert bad.exit_code == 1 and "error" in bad.output
