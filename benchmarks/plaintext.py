@@ -8,6 +8,10 @@ side by side in one run:
 - single ``add`` latency (p50);
 - search latency p50/p95 against the floor of query encode + FAISS search,
   timed query by query in the same loop (target p50 <= 1.3x the floor);
+  search is timed with retention in the ranking (the default weight) and
+  without it;
+- ``context()`` latency with recall accounting as shipped (buffered, written
+  in the background) against writing each call's recalls at once (unbatched);
 - peak RSS of the child.
 
 Usage: ``python benchmarks/plaintext.py [--sizes 10000,100000] [--out FILE]``.
@@ -88,6 +92,8 @@ def measure(size: int, queries: int = 200) -> dict[str, object]:
     from memos.client import Memos
     from memos.config import MemosConfig
     from memos.embedder import SentenceTransformerEmbedder, embed
+    from memos.filters import SearchFilter
+    from memos.retrieval import Retriever
 
     texts = make_texts(size)
     embedder = SentenceTransformerEmbedder()
@@ -112,7 +118,10 @@ def measure(size: int, queries: int = 200) -> dict[str, object]:
         cube = mem._cube("bench")
         index = mem.indexes.get(cube)  # load (rebuild) outside the timed loop
         mem.search("warm up", cube="bench")
-        floor, full = [], []
+        plain = Retriever(
+            mem.db, embedder, mem.indexes, mem.config.with_(retention_weight=0.0), mem.recalls
+        )
+        floor, full, no_retention, context, unbatched = [], [], [], [], []
         for query in make_queries(queries):
             t0 = time.perf_counter()
             vector = embed(embedder, [query])[0]
@@ -121,6 +130,16 @@ def measure(size: int, queries: int = 200) -> dict[str, object]:
             t0 = time.perf_counter()
             mem.search(query, cube="bench", k=10)
             full.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            plain.search(cube, query, 10, SearchFilter(), "hybrid", mem.clock.now())
+            no_retention.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            mem.context(query, cube="bench", budget_tokens=256)
+            context.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            mem.context(query, cube="bench", budget_tokens=256)
+            mem.recalls.flush()
+            unbatched.append(time.perf_counter() - t0)
         mem.close()
 
     def ms(values: list[float], q: float) -> float:
@@ -137,6 +156,9 @@ def measure(size: int, queries: int = 200) -> dict[str, object]:
         "floor_p50_ms": ms(floor, 50),
         "floor_p95_ms": ms(floor, 95),
         "search_over_floor_p50": ms(full, 50) / ms(floor, 50),
+        "search_no_retention_p50_ms": ms(no_retention, 50),
+        "context_p50_ms": ms(context, 50),
+        "context_unbatched_p50_ms": ms(unbatched, 50),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     return result
@@ -189,6 +211,9 @@ def print_table(rows: list[dict[str, object]]) -> None:
         ("search_p95_ms", "{:>7.1f}"),
         ("floor_p50_ms", "{:>7.1f}"),
         ("search_over_floor_p50", "{:>6.3f}"),
+        ("search_no_retention_p50_ms", "{:>7.1f}"),
+        ("context_p50_ms", "{:>7.1f}"),
+        ("context_unbatched_p50_ms", "{:>7.1f}"),
         ("peak_rss_mb", "{:>7.0f}"),
     ]
     print(" | ".join(name for name, _ in columns))

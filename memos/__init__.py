@@ -35,6 +35,7 @@ from memos.errors import (
     UnknownCubeError,
     UnknownItemError,
 )
+from memos.planner import SchedulerPolicy
 from memos.records import (
     ContextBlock,
     CubeStats,
@@ -44,15 +45,18 @@ from memos.records import (
     ScoreParts,
     SearchHit,
 )
+from memos.retention import RetentionPolicy
 
 if TYPE_CHECKING:
     from memos.client import Memos
     from memos.embedder import Embedder, SentenceTransformerEmbedder
     from memos.filters import SearchFilter
+    from memos.scheduler import SchedulerBusyError
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "SchedulerBusyError": "memos.scheduler",
     "Memos": "memos.client",
     "Embedder": "memos.embedder",
     "SentenceTransformerEmbedder": "memos.embedder",
@@ -90,6 +94,9 @@ __all__ = [
     "MemosConfig",
     "MemosError",
     "NotFoundError",
+    "RetentionPolicy",
+    "SchedulerBusyError",
+    "SchedulerPolicy",
     "SchemaTooNewError",
     "ScoreParts",
     "SearchFilter",

@@ -99,8 +99,11 @@ class Retriever:
             )
             fused[pk] = score / best
         w = cfg.retention_weight
-        retention = self._retention(list(fused), now) if w else {}
-        final = {pk: (1 - w) * f + w * retention.get(pk, 1.0) for pk, f in fused.items()}
+        retention = self._retention(_contenders(fused, k, w), now) if w else {}
+        final = {
+            pk: (1 - w) * f + w * retention[pk] if pk in retention else (1 - w) * f
+            for pk, f in fused.items()
+        }
         # The order is known before hydration: load only the top k.
         order = sorted(final, key=lambda pk: (-final[pk], -d_rank.get(pk, (0, -1.0))[1]))
         records = self._hydrate(cube, order[:k])
@@ -135,6 +138,20 @@ class Retriever:
         if gone:
             self.indexes.forget(cube.pk, gone)
         return records
+
+
+def _contenders(fused: dict[int, float], k: int, w: float) -> list[int]:
+    """Candidates that can reach the top ``k`` once retention (weight ``w``) joins.
+
+    A candidate scores at most ``(1 - w) * f + w``, and each of the ``k`` best
+    by fused score at least ``(1 - w) * f_k``: one with ``f < f_k - w / (1 - w)``
+    cannot make the top ``k``, so its retention is never read.
+    """
+    if w >= 1 or len(fused) <= k:
+        return list(fused)
+    f_k = sorted(fused.values(), reverse=True)[k - 1]
+    floor = f_k - w / (1 - w)
+    return [pk for pk, f in fused.items() if f >= floor]
 
 
 def _ranks(hits: list[tuple[int, float]]) -> dict[int, tuple[int, float]]:

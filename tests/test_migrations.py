@@ -60,3 +60,24 @@ def test_newer_schema_is_refused_and_nothing_changes(tmp_path: Path) -> None:
     again = open_memos(tmp_path / "h")
     assert again.search("precious")[0].item.text == "precious"
     again.close()
+
+
+def test_a_0001_database_upgrades_to_head_keeping_its_items(tmp_path: Path) -> None:
+    from alembic import command
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(schema.alembic_config(db), "0001")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO cubes (id, name, metadata, revision, created_at) "
+                "VALUES ('c1', 'default', '{}', 0, '2025-01-01 00:00:00')"
+            )
+        )
+    assert "jobs" not in inspect(db.engine).get_table_names()
+    state = schema.upgrade(db)
+    assert state.current == state.head != "0001"
+    assert "jobs" in inspect(db.engine).get_table_names()
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT name FROM cubes")).scalar() == "default"
+    db.dispose()
