@@ -86,7 +86,7 @@ def apply_decay(db: Database, changes: Sequence[StateChange], now: datetime, rea
 
 def _apply(session: Session, changes: Sequence[StateChange], now: datetime, reason: str) -> int:
     wanted = {c.item_id: c for c in changes}
-    rows = session.scalars(select(Item).where(Item.id.in_(list(wanted)))).all()
+    rows = session.scalars(select(Item).where(Item.id.in_(list(wanted))).with_for_update()).all()
     revisions: dict[int, int] = {}
     forgotten: list[str] = []
     moved = 0

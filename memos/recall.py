@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from memos import store
 from memos.db import Database
 from memos.models import Event, Item
 from memos.records import SEARCHABLE_STATES
-from memos.retention import RetentionPolicy
+from memos.retention import Figures, RetentionPolicy
 from memos.store import RetentionFigures
 
 log = logging.getLogger(__name__)
@@ -79,19 +79,16 @@ class RecallLog:
         with self._lock:
             return len(self._pending)
 
-    def overlay(self, figures: dict[str, RetentionFigures]) -> dict[str, RetentionFigures]:
+    def overlay(self, figures: Mapping[str, Figures]) -> dict[str, Figures]:
         """``figures`` (by item id) with the waiting recalls applied, for ranking."""
         with self._lock:
             waiting = [(i, at) for i, at in self._pending if i in figures]
-        if not waiting:
-            return figures
         out = dict(figures)
         for item_id, at in sorted(waiting, key=lambda pair: pair[1]):
             f = out[item_id]
             if f.last_accessed_at is None or at >= f.last_accessed_at:
-                out[item_id] = replace(
-                    f, stability=self.policy.after_recall(f, at), last_accessed_at=at
-                )
+                stability = self.policy.after_recall(f, at)
+                out[item_id] = RetentionFigures(f.created_at, at, stability, f.pinned)
         return out
 
     def flush(self) -> FlushReport:
@@ -132,7 +129,9 @@ class RecallLog:
         by_item: dict[str, list[datetime]] = defaultdict(list)
         for item_id, at in batch:
             by_item[item_id].append(at)
-        rows = session.scalars(select(Item).where(Item.id.in_(list(by_item)))).all()
+        rows = session.scalars(
+            select(Item).where(Item.id.in_(list(by_item))).with_for_update()
+        ).all()
         revisions: dict[int, int] = {}
         events: list[dict[str, Any]] = []
         reactivated = 0

@@ -10,6 +10,7 @@ figures) and reads only the top ``k`` items from the database.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,7 +26,7 @@ from memos.indexes import IndexManager
 from memos.models import Cube, Item
 from memos.recall import RecallLog
 from memos.records import MemoryRecord, ScoreParts, SearchHit
-from memos.retention import RetentionPolicy
+from memos.retention import Figures, RetentionPolicy
 
 MAX_K = 1000
 
@@ -47,7 +48,10 @@ class Retriever:
     def search(
         self, cube: Cube, query: str, k: int, flt: SearchFilter, mode: str, now: datetime
     ) -> list[SearchHit]:
-        """Best ``k`` hits for ``query`` in ``cube`` (see :class:`ScoreParts`)."""
+        """Best ``k`` hits for ``query`` in ``cube`` (see :class:`ScoreParts`).
+
+        Items purged by another process since the index saw them are dropped.
+        """
         if mode not in SEARCH_MODES:
             raise InvalidInputError(f"mode={mode!r}; allowed: {', '.join(SEARCH_MODES)}")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
@@ -99,35 +103,32 @@ class Retriever:
             )
             fused[pk] = score / best
         w = cfg.retention_weight
-        retention = self._retention(_contenders(fused, k, w), now) if w else {}
-        final = {
-            pk: (1 - w) * f + w * retention[pk] if pk in retention else (1 - w) * f
-            for pk, f in fused.items()
-        }
-        # The order is known before hydration: load only the top k.
-        order = sorted(final, key=lambda pk: (-final[pk], -d_rank.get(pk, (0, -1.0))[1]))
-        records = self._hydrate(cube, order[:k])
+        key = {pk: -d_rank.get(pk, (0, -1.0))[1] for pk in fused}
+        if w:
+            # One read: the full rows of every candidate that can still make the
+            # top k carry the figures retention needs.
+            records = self._hydrate(cube, _contenders(fused, k, w))
+            retention = self._retention(records, now)
+        else:
+            # Without retention the order is known already: load only the top k.
+            records = self._hydrate(cube, sorted(fused, key=lambda pk: (-fused[pk], key[pk]))[:k])
+            retention = {}
+        final = {pk: (1 - w) * fused[pk] + w * retention.get(pk, 0.0) for pk in records}
         hits = []
-        for pk in order[:k]:
-            record = records.get(pk)
-            if record is None:  # purged by another process since the index saw it
-                continue
+        for pk in sorted(final, key=lambda pk: (-final[pk], key[pk]))[:k]:
             dr, ds = d_rank.get(pk, (None, None))
             kr, ks = k_rank.get(pk, (None, None))
             parts = ScoreParts(ds, dr, ks, kr, fused[pk], retention.get(pk, 1.0), final[pk])
-            hits.append(SearchHit(record, final[pk], parts))
+            hits.append(SearchHit(records[pk], final[pk], parts))
         hits.sort(key=lambda h: (-h.score, -(h.parts.dense or -1.0), h.item.id))
-        return hits[:k]
+        return hits
 
-    def _retention(self, pks: list[int], now: datetime) -> dict[int, float]:
-        with self.db.read() as session:
-            rows = store.figures_by_pk(session, pks)
-        figures = {item_id: f for item_id, f in rows.values()}
+    def _retention(self, records: dict[int, MemoryRecord], now: datetime) -> dict[int, float]:
+        """R of each record at ``now``, counting the recalls not yet written."""
+        figures: Mapping[str, Figures] = {record.id: record for record in records.values()}
         if self.recalls is not None:
             figures = self.recalls.overlay(figures)
-        return {
-            pk: self.policy.retention(figures[item_id], now) for pk, (item_id, _) in rows.items()
-        }
+        return {pk: self.policy.retention(figures[r.id], now) for pk, r in records.items()}
 
     def _hydrate(self, cube: Cube, pks: list[int]) -> dict[int, MemoryRecord]:
         if not pks:

@@ -489,18 +489,6 @@ class RetentionFigures:
     pinned: bool
 
 
-def figures_by_pk(
-    session: Session, pks: Sequence[int]
-) -> dict[int, tuple[str, RetentionFigures]]:
-    """Item id and retention figures of items ``pks`` (a light Core query for ranking)."""
-    c = Item.__table__.c
-    stmt = select(c.pk, c.id, c.created_at, c.last_accessed_at, c.stability, c.pinned).where(
-        c.pk.in_(list(pks))
-    )
-    rows = session.connection().execute(stmt)
-    return {pk: (i, RetentionFigures(t, a, s, bool(p))) for pk, i, t, a, s, p in rows}
-
-
 def _row_record(row: Any, cube_name: str) -> MemoryRecord:
     return MemoryRecord(
         id=row["id"],

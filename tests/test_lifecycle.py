@@ -155,3 +155,17 @@ def test_recall_accounting_survives_close_and_other_processes(tmp_path: Path) ->
     second = open_memos(tmp_path / "h")
     assert second.get(item.id).access_count == 1
     second.close()
+
+
+def test_lifecycle_on_each_database(any_mem: Memos) -> None:
+    item = any_mem.add("the storage unit is number 118")
+    clock_of(any_mem).advance(20 * DAY)
+    assert [c.new for c in any_mem.decay()] == ["archived"]
+    assert any_mem.search("storage unit") == []
+    any_mem.mark_used([item.id])
+    assert any_mem.get(item.id).state == "active"
+    assert [h.item.id for h in any_mem.search("storage unit")] == [item.id]
+    clock_of(any_mem).advance(120 * DAY)  # the late recall tripled S
+    any_mem.decay()
+    assert any_mem.get(item.id).state == "forgotten"
+    assert any_mem.restore(item.id).state == "active"
