@@ -46,6 +46,9 @@ def add(
     session: Annotated[str | None, typer.Option(help="Session or conversation id.")] = None,
     speaker: Annotated[str | None, typer.Option(help="Who said it.")] = None,
     pin: Annotated[bool, typer.Option(help="Pin it (never decays).")] = False,
+    importance: Annotated[
+        float, typer.Option(help="0..1: higher starts more stable (fades more slowly).")
+    ] = 0.0,
     file: Annotated[
         Path | None, typer.Option(help="Read memories from a file ('-' for stdin), one per line.")
     ] = None,
@@ -63,6 +66,7 @@ def add(
         "session_id": session,
         "speaker": speaker,
         "pinned": pin,
+        "importance": importance,
     }
     body = _read_input(text, file)
     with open_memos(ctx) as memos:

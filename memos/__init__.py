@@ -35,7 +35,6 @@ from memos.errors import (
     UnknownCubeError,
     UnknownItemError,
 )
-from memos.planner import SchedulerPolicy
 from memos.records import (
     ContextBlock,
     CubeStats,
@@ -46,6 +45,7 @@ from memos.records import (
     SearchHit,
 )
 from memos.retention import RetentionPolicy
+from memos.scheduler_policy import SchedulerPolicy
 
 if TYPE_CHECKING:
     from memos.client import Memos

@@ -156,8 +156,10 @@ class Memos:
 
         Keyword fields: ``metadata``, ``tags``, ``user_id``, ``agent_id``,
         ``source``, ``session_id``, ``speaker``, ``role``, ``event_time``,
-        ``pinned``, ``trust``. Text longer than ``config.max_text_chars`` raises
-        ``TextTooLongError``; use :meth:`add_document` to chunk it.
+        ``pinned`` (never decays), ``trust``, ``importance`` (0..1: a higher
+        initial stability, so it fades more slowly). Text longer than
+        ``config.max_text_chars`` raises ``TextTooLongError``; use
+        :meth:`add_document` to chunk it.
         """
         item = ingest.from_mapping({"text": text, **fields}, self.config.max_text_chars, {})
         return self.writer.store([item], cube)[0]

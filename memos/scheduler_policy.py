@@ -1,0 +1,56 @@
+"""Thresholds of the tier scheduler (a light module: configs import it).
+
+What each rule does is described in :mod:`memos.planner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from memos.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SchedulerPolicy:
+    """Thresholds of the scheduler's rules (see the module docs for each rule).
+
+    ``train`` holds :class:`memos.consolidation.TrainConfig` fields for the
+    adapters the scheduler trains; ``attach_adapters`` attaches them at once
+    (off by default: attached adapters make KV snapshots unusable, because the
+    snapshots were computed without them). ``interval_minutes`` is how often
+    the background mode runs.
+    """
+
+    hot_min_access: int = 3
+    hot_min_retention: float = 0.8
+    snapshot_max_items: int = 64
+    snapshot_max_tokens: int = 1024
+    snapshot_dtype: str = "float32"
+    snapshot_idle_days: float = 14.0
+    consolidate_min_access: int = 5
+    consolidate_min_stability_days: float = 30.0
+    consolidate_min_batch: int = 8
+    consolidate_max_batch: int = 64
+    train: Mapping[str, Any] = field(default_factory=dict)
+    attach_adapters: bool = False
+    interval_minutes: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "hot_min_access",
+            "snapshot_max_items",
+            "snapshot_max_tokens",
+            "consolidate_min_access",
+            "consolidate_min_batch",
+            "consolidate_max_batch",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}; allowed: >= 1")
+        if self.consolidate_max_batch < self.consolidate_min_batch:
+            raise ConfigError("consolidate_max_batch must be >= consolidate_min_batch")
+        if not 0 <= self.hot_min_retention <= 1:
+            raise ConfigError(f"hot_min_retention={self.hot_min_retention}; allowed: 0..1")
+        if self.snapshot_idle_days <= 0 or self.interval_minutes <= 0:
+            raise ConfigError("snapshot_idle_days and interval_minutes must be > 0")
