@@ -17,6 +17,7 @@ archived item becomes active again.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from collections import defaultdict
@@ -71,6 +72,8 @@ class RecallLog:
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name="memos-recall", daemon=True)
                 self._thread.start()
+                # A program that never closes its Memos still keeps its last recalls.
+                atexit.register(self._flush_at_exit)
         if full:
             self._wake.set()
 
@@ -113,6 +116,13 @@ class RecallLog:
         if thread is not None:
             thread.join(timeout=30)
         self.flush()
+
+    def _flush_at_exit(self) -> None:
+        if not self._stop.is_set():
+            try:
+                self.flush()
+            except Exception:  # the interpreter is exiting; say so, never raise
+                log.warning("could not write %d pending recall(s) at exit", self.pending())
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -169,3 +169,29 @@ def test_lifecycle_on_each_database(any_mem: Memos) -> None:
     any_mem.decay()
     assert any_mem.get(item.id).state == "forgotten"
     assert any_mem.restore(item.id).state == "active"
+
+
+def test_recalls_are_written_at_exit_without_close(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from pathlib import Path\n"
+        "from helpers import open_memos\n"
+        "mem = open_memos(Path(sys.argv[2]))\n"
+        "item = mem.add('the spare key is under the mat')\n"
+        "mem.context('spare key')\n"
+        "print(item.id)\n"  # exits without close()
+    )
+    tests = str(Path(__file__).parent)
+    out = subprocess.run(
+        [sys.executable, "-c", script, tests, str(tmp_path / "h")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    mem = open_memos(tmp_path / "h")
+    assert mem.get(out.stdout.strip()).access_count == 1
+    mem.close()
