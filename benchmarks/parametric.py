@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -126,6 +127,10 @@ def train_lora(
     return model, time.perf_counter() - start, sum(p.numel() for p in params)
 
 
+def _progress(done: int, total: int) -> None:
+    print(f"side-GLU step {done}/{total}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -142,7 +147,7 @@ def main() -> None:
     total = sum(p.numel() for p in lm.model.parameters())
     before = evaluate(lm, facts)
     config = C.TrainConfig(rank=args.rank, steps=args.steps)
-    memories, report = C.train_memories(lm, texts, config)
+    memories, report = C.train_memories(lm, texts, config, _progress)
     sm.attach(lm.model, "bench", memories)
     after = evaluate(lm, facts)
     sm.detach(lm.model, "bench")
