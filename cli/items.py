@@ -166,15 +166,19 @@ def show(
     item_id: Annotated[str, typer.Argument(help="Item id.")],
     json_out: Json = False,
 ) -> None:
-    """Show one item with all its fields."""
+    """Show one item with all its fields and its retention now."""
     with open_memos(ctx) as memos:
         record = memos.get(item_id)
+        data = {
+            **record.to_dict(),
+            "retention": memos.config.retention.retention(record, memos.clock.now()),
+        }
     if json_out:
-        print_json(record.to_dict())
+        print_json(data)
         return
     out = table(None, ["field", "value"])
-    for key, value in record.to_dict().items():
-        out.add_row(key, str(value))
+    for key, value in data.items():
+        out.add_row(key, f"{value:.3f}" if key == "retention" else str(value))
     console.print(out)
 
 
