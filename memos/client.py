@@ -25,7 +25,7 @@ from memos.consolidation import TrainConfig
 from memos.context import approx_tokens, assemble_context
 from memos.db import Database
 from memos.embedder import Embedder, SentenceTransformerEmbedder
-from memos.errors import InvalidInputError
+from memos.errors import InvalidInputError, UnknownItemError
 from memos.filters import SearchFilter
 from memos.generation import Reply, chat
 from memos.indexes import IndexManager, Progress
@@ -302,8 +302,12 @@ class Memos:
         """
         ids = [item_ids] if isinstance(item_ids, str) else list(item_ids)
         with self.db.read() as session:
-            for item_id in ids:
-                store.item_by_id(session, item_id, include_deleted=False)
+            known = set(
+                session.scalars(select(Item.id).where(Item.id.in_(ids), Item.state != "deleted"))
+            )
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise UnknownItemError(f"no memory item with id {unknown[0]!r}")
         self.recalls.record(ids, self.clock.now())
 
     def list(

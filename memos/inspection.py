@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from memos.client import Memos
 
 BINS = 10
+KINDS = {"kv": "activation", "adapter": "parametric"}
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,7 @@ def inspect_store(memos: Memos, cube: str | None = None) -> Inspection:
     now = memos.clock.now()
     cube_pk = memos._cube(cube).pk if cube is not None else None
     policy = memos.config.retention
-    stmt = select(
-        Item.state, Item.created_at, Item.last_accessed_at, Item.stability, Item.pinned
-    ).where(Item.state != "deleted")
+    stmt = select(Item.state, Item.created_at, Item.last_accessed_at, Item.stability, Item.pinned)
     if cube_pk is not None:
         stmt = stmt.where(Item.cube_pk == cube_pk)
     states: Counter[str] = Counter()
@@ -66,18 +65,15 @@ def inspect_store(memos: Memos, cube: str | None = None) -> Inspection:
     with memos.db.read() as session:
         for state, created, accessed, stability, is_pinned in session.execute(stmt):
             states[state] += 1
-            pinned += bool(is_pinned)
-            if state == "forgotten":
+            pinned += bool(is_pinned) and state != "deleted"
+            if state in ("deleted", "forgotten"):
                 continue
             r = policy.retention(
                 store.RetentionFigures(created, accessed, stability, is_pinned), now
             )
             bins[min(int(r * BINS), BINS - 1)] += 1
             stabilities.append(stability)
-        deleted = session.scalar(_count_deleted(cube_pk)) or 0
         tiers = [_plaintext(states), *(_artifact_tier(session, kind, cube_pk) for kind in KINDS)]
-    if deleted:
-        states["deleted"] = int(deleted)
     return Inspection(
         at=now,
         cube=cube,
@@ -88,14 +84,6 @@ def inspect_store(memos: Memos, cube: str | None = None) -> Inspection:
         retention_bins=bins,
         mean_stability_days=sum(stabilities) / len(stabilities) if stabilities else 0.0,
     )
-
-
-KINDS = {"kv": "activation", "adapter": "parametric"}
-
-
-def _count_deleted(cube_pk: int | None) -> Any:
-    stmt = select(func.count()).select_from(Item).where(Item.state == "deleted")
-    return stmt.where(Item.cube_pk == cube_pk) if cube_pk is not None else stmt
 
 
 def _plaintext(states: Counter[str]) -> TierFigures:

@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 from memos import store
 from memos.db import Database
 from memos.models import Cube, Item
-from memos.records import SEARCHABLE_STATES
 from memos.retention import DECAY_ORDER, RetentionPolicy
 
 _BATCH = 2000
@@ -44,13 +43,26 @@ class StateChange:
         return asdict(self)
 
 
+def decay_change(
+    policy: RetentionPolicy,
+    item_id: str,
+    cube: str,
+    state: str,
+    figures: store.RetentionFigures,
+    now: datetime,
+) -> StateChange | None:
+    """The move retention calls for at ``now``, or ``None`` when the item stays."""
+    r = policy.retention(figures, now)
+    new = policy.decayed_state(state, r, figures.pinned)
+    return StateChange(item_id, cube, state, new, round(r, 6)) if new != state else None
+
+
 def plan_decay(
     db: Database, policy: RetentionPolicy, now: datetime, cube_pk: int | None = None
 ) -> list[StateChange]:
     """The state moves retention calls for at ``now`` (nothing is written)."""
     stmt = (
         select(
-            Item.pk,
             Item.id,
             Cube.name,
             Item.state,
@@ -64,15 +76,12 @@ def plan_decay(
     )
     if cube_pk is not None:
         stmt = stmt.where(Item.cube_pk == cube_pk)
-    changes = []
     with db.read() as session:
-        for _pk, item_id, cube, state, created, accessed, stability in session.execute(stmt):
-            figures = store.RetentionFigures(created, accessed, stability, False)
-            r = policy.retention(figures, now)
-            new = policy.decayed_state(state, r, pinned=False)
-            if new != state:
-                changes.append(StateChange(item_id, cube, state, new, round(r, 6)))
-    return changes
+        moves = (
+            decay_change(policy, item_id, cube, state, store.RetentionFigures(c, a, s, False), now)
+            for item_id, cube, state, c, a, s in session.execute(stmt)
+        )
+        return [m for m in moves if m is not None]
 
 
 def apply_decay(db: Database, changes: Sequence[StateChange], now: datetime, reason: str) -> int:
@@ -94,12 +103,7 @@ def _apply(session: Session, changes: Sequence[StateChange], now: datetime, reas
         change = wanted[item.id]
         if item.state != change.old or item.pinned:
             continue  # recalled, restored, pinned or moved since the plan
-        if (change.old in SEARCHABLE_STATES) != (change.new in SEARCHABLE_STATES):
-            # Hidden from or back in plain searches: the indexes must hear of it.
-            if item.cube_pk not in revisions:
-                revisions[item.cube_pk] = store.bump_revision(session, item.cube_pk)
-            item.change_seq = revisions[item.cube_pk]
-        item.state = change.new
+        store.move_state(session, item, change.new, revisions)
         if change.new == "forgotten":
             item.deleted_at = now
             forgotten.append(item.id)

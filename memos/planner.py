@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from memos import store
-from memos.lifecycle import StateChange, plan_decay
+from memos.lifecycle import StateChange, decay_change
 from memos.models import Artifact, ArtifactSource, Cube, Item
 from memos.records import SEARCHABLE_STATES
 from memos.retention import RetentionPolicy, days_between
@@ -116,7 +116,6 @@ class _ItemView:
 @dataclass
 class _ArtifactView:
     id: str
-    kind: str
     stale: bool
     stale_reason: str | None
     meta: dict[str, Any]
@@ -157,8 +156,7 @@ class _CubePlanner:
         self.now, self.cube_pk, self.cube = now, cube_pk, cube
 
     def steps(self) -> list[PlannedStep]:
-        changes = plan_decay(self.db, self.retention, self.now, self.cube_pk)
-        items = self._items(changes)
+        items, changes = self._items()
         snapshots, adapters = self._artifacts("kv"), self._artifacts("adapter")
         steps = []
         if changes:
@@ -173,29 +171,35 @@ class _CubePlanner:
     def _step(self, kind: str, rule: str, payload: dict[str, Any]) -> PlannedStep:
         return PlannedStep(kind, self.cube, rule, payload)
 
-    def _items(self, changes: list[StateChange]) -> dict[str, _ItemView]:
-        after = {c.item_id: c.new for c in changes}
-        stmt = select(
-            Item.id,
-            Item.content_hash,
-            Item.state,
-            Item.access_count,
-            Item.created_at,
-            Item.last_accessed_at,
-            Item.stability,
-            Item.pinned,
-        ).where(Item.cube_pk == self.cube_pk, Item.state != "deleted")
-        views = {}
+    def _items(self) -> tuple[dict[str, _ItemView], list[StateChange]]:
+        """Every live item as it will be after decay, and the decay moves (one scan)."""
+        stmt = (
+            select(
+                Item.id,
+                Item.content_hash,
+                Item.state,
+                Item.access_count,
+                Item.created_at,
+                Item.last_accessed_at,
+                Item.stability,
+                Item.pinned,
+            )
+            .where(Item.cube_pk == self.cube_pk, Item.state != "deleted")
+            .order_by(Item.pk)
+        )
+        views, changes = {}, []
         with self.db.read() as session:
             for item_id, digest, state, count, created, accessed, stab, pinned in session.execute(
                 stmt
             ):
                 figures = store.RetentionFigures(created, accessed, stab, bool(pinned))
+                change = decay_change(self.retention, item_id, self.cube, state, figures, self.now)
+                if change is not None:
+                    changes.append(change)
                 r = self.retention.retention(figures, self.now)
-                views[item_id] = _ItemView(
-                    item_id, digest, after.get(item_id, state), count, stab, r
-                )
-        return views
+                after = change.new if change else state
+                views[item_id] = _ItemView(item_id, digest, after, count, stab, r)
+        return views, changes
 
     def _artifacts(self, kind: str) -> list[_ArtifactView]:
         with self.db.read() as session:
@@ -214,7 +218,6 @@ class _CubePlanner:
             return [
                 _ArtifactView(
                     r.id,
-                    r.kind,
                     r.stale,
                     r.stale_reason,
                     dict(r.meta or {}),

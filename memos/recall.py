@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 from memos import store
 from memos.db import Database
 from memos.models import Event, Item
-from memos.records import SEARCHABLE_STATES
 from memos.retention import Figures, RetentionPolicy
 from memos.store import RetentionFigures
 
@@ -179,12 +178,7 @@ class RecallLog:
     @staticmethod
     def _reactivate(session: Session, item: Item, revisions: dict[int, int]) -> None:
         previous = item.state
-        if previous not in SEARCHABLE_STATES and item.cube_pk not in revisions:
-            # Leaving a hidden state changes what searches see: bump the revision.
-            revisions[item.cube_pk] = store.bump_revision(session, item.cube_pk)
-        if previous not in SEARCHABLE_STATES:
-            item.change_seq = revisions[item.cube_pk]
-        item.state = "active"
+        store.move_state(session, item, "active", revisions)
         store.log_event(
             session,
             item.last_accessed_at or item.updated_at,

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock, Timeout
 from sqlalchemy import select, text
 
-from memos import artifacts, lifecycle
+from memos import artifacts, lifecycle, store
 from memos.consolidation import TrainConfig
-from memos.errors import MemosError, NotFoundError
-from memos.models import Cube, Job
+from memos.errors import MemosError
+from memos.models import Cube, Item, Job
 from memos.planner import Plan, PlannedStep, build_plan
 from memos.records import SEARCHABLE_STATES, MemoryRecord
 
@@ -112,18 +112,26 @@ class Scheduler:
         )
 
     def unfinished(self) -> list[JobInfo]:
-        """Jobs an earlier run left planned or running."""
-        return self.jobs(statuses=UNFINISHED)
+        """Jobs an earlier run left planned or running, in the order they were planned."""
+        return [info for _, info in self._rows(UNFINISHED, limit=None)]
 
     def jobs(self, statuses: tuple[str, ...] | None = None, limit: int = 200) -> list[JobInfo]:
         """Recent jobs, newest run first, in order within a run."""
+        rows = self._rows(statuses, limit)
+        newest = {info.run_id: pk for pk, info in rows}  # rows ascend: the last pk wins
+        return [info for pk, info in sorted(rows, key=lambda r: (-newest[r[1].run_id], r[0]))]
+
+    def _rows(
+        self, statuses: tuple[str, ...] | None, limit: int | None
+    ) -> list[tuple[int, JobInfo]]:
+        """The newest ``limit`` jobs as (pk, info), oldest first (a run's jobs have
+        consecutive pks in step order)."""
         with self.memos.db.read() as session:
             stmt = select(Job, Cube.name).outerjoin(Cube, Cube.pk == Job.cube_pk)
             if statuses is not None:
                 stmt = stmt.where(Job.status.in_(statuses))
-            stmt = stmt.order_by(Job.pk.desc()).limit(limit)
-            rows = list(session.execute(stmt))
-        return sorted((_info(job, name) for job, name in rows), key=lambda j: (j.run_id, j.seq))
+            rows = list(session.execute(stmt.order_by(Job.pk.desc()).limit(limit)))
+        return [(job.pk, _info(job, name)) for job, name in reversed(rows)]
 
     def run(
         self, cube: str | None = None, progress: Progress | None = None, wait_s: float = 0.0
@@ -242,15 +250,14 @@ class Scheduler:
 
     def _records(self, item_ids: list[str]) -> list[MemoryRecord]:
         """The current versions of the items still searchable, in the given order."""
-        records = []
-        for item_id in item_ids:
-            try:
-                record = self.memos.get(item_id)
-            except NotFoundError:
-                continue
-            if record.state in SEARCHABLE_STATES:
-                records.append(record)
-        return records
+        with self.memos.db.read() as session:
+            rows = session.execute(
+                select(Item, Cube.name)
+                .join(Cube, Cube.pk == Item.cube_pk)
+                .where(Item.id.in_(item_ids), Item.state.in_(SEARCHABLE_STATES))
+            ).all()
+            found = {item.id: store.to_record(item, name) for item, name in rows}
+        return [found[i] for i in item_ids if i in found]
 
     def _decay(self, _job_id: str, step: PlannedStep) -> dict[str, Any]:
         changes = [lifecycle.StateChange(**c) for c in step.payload["changes"]]

@@ -32,7 +32,7 @@ from memos.models import (
     ItemTag,
     ItemVersion,
 )
-from memos.records import MemoryRecord, MemoryVersion
+from memos.records import SEARCHABLE_STATES, MemoryRecord, MemoryVersion
 from memos.retention import RetentionPolicy
 
 
@@ -318,6 +318,17 @@ def purge_item(session: Session, item: Item, now: datetime, reason: str) -> None
         details={"content_hash": item.content_hash},
     )
     session.delete(item)
+
+
+def move_state(session: Session, item: Item, new: str, revisions: dict[int, int]) -> None:
+    """Set ``item``'s lifecycle state; a move into or out of plain search's view
+    bumps its cube's revision (once per transaction, kept in ``revisions``) and
+    stamps the item, so every process's indexes catch up on it."""
+    if (item.state in SEARCHABLE_STATES) != (new in SEARCHABLE_STATES):
+        if item.cube_pk not in revisions:
+            revisions[item.cube_pk] = bump_revision(session, item.cube_pk)
+        item.change_seq = revisions[item.cube_pk]
+    item.state = new
 
 
 def mark_artifacts_stale(session: Session, item_ids: Sequence[str], why: str) -> int:
