@@ -8,7 +8,7 @@ epilogue, writing only ``m [T, r]``; the expand ``tau * m @ V`` is a dense
 GEMM. Backward recomputes the activation instead of storing it: one kernel
 makes a pass over ``x`` and ``dy`` accumulating ``x @ G``, ``x @ K`` and
 ``dy @ V^T``, and writes ``dG_pre``, ``dK_pre`` and ``m`` from its epilogue;
-the weight and input gradients are dense GEMMs.
+the weight and input gradients are one dense GEMM each over ``[dG_pre | dK_pre]``.
 
 Dispatch (``backend="auto"``): Triton on CUDA; the Triton interpreter on CPU
 when ``TRITON_INTERPRET=1`` was set before this module was imported; else the
@@ -18,6 +18,7 @@ fp32 torch reference, which is also what the kernels are tested against.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -64,6 +65,7 @@ if triton is not None:
         BLOCK_T: tl.constexpr,
         BLOCK_D: tl.constexpr,
         BLOCK_R: tl.constexpr,
+        PRECISION: tl.constexpr,
     ):
         pid_t, pid_r = tl.program_id(0), tl.program_id(1)
         rows = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)  # [BT]
@@ -84,8 +86,8 @@ if triton is not None:
             k = tl.load(
                 k_ptr + dims[:, None] * stride_kd + cols[None, :] * stride_kr, mask=wmask, other=0.0
             )
-            acc_g = tl.dot(x, g, acc_g)  # [BT, BR]
-            acc_k = tl.dot(x, k, acc_k)
+            acc_g = tl.dot(x, g, acc_g, input_precision=PRECISION)  # [BT, BR]
+            acc_k = tl.dot(x, k, acc_k, input_precision=PRECISION)
         m = acc_g * tl.sigmoid(acc_g) * acc_k
         tl.store(
             m_ptr + rows[:, None] * stride_mt + cols[None, :] * stride_mr,
@@ -100,8 +102,7 @@ if triton is not None:
         g_ptr,
         k_ptr,
         v_ptr,
-        dg_ptr,
-        dk_ptr,
+        dgk_ptr,
         m_ptr,
         tau,
         T,
@@ -120,9 +121,12 @@ if triton is not None:
         stride_ve,
         stride_ot,
         stride_or,
+        stride_mt,
+        stride_mr,
         BLOCK_T: tl.constexpr,
         BLOCK_D: tl.constexpr,
         BLOCK_R: tl.constexpr,
+        PRECISION: tl.constexpr,
     ):
         pid_t, pid_r = tl.program_id(0), tl.program_id(1)
         rows = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)  # [BT]
@@ -144,8 +148,8 @@ if triton is not None:
             k = tl.load(
                 k_ptr + dims[:, None] * stride_kd + cols[None, :] * stride_kr, mask=wmask, other=0.0
             )
-            acc_g = tl.dot(x, g, acc_g)
-            acc_k = tl.dot(x, k, acc_k)
+            acc_g = tl.dot(x, g, acc_g, input_precision=PRECISION)
+            acc_k = tl.dot(x, k, acc_k, input_precision=PRECISION)
         for start in range(0, E, BLOCK_D):  # dm = dy @ V^T
             dims = start + tl.arange(0, BLOCK_D)
             dy = tl.load(
@@ -158,22 +162,71 @@ if triton is not None:
                 mask=(dims[:, None] < E) & (cols[None, :] < R),
                 other=0.0,
             )  # [BE, BR] = V[cols, dims]^T
-            acc_dm = tl.dot(dy, vt, acc_dm)
+            acc_dm = tl.dot(dy, vt, acc_dm, input_precision=PRECISION)
         acc_dm = acc_dm * tau
         sig = tl.sigmoid(acc_g)
         silu = acc_g * sig
         dsilu = sig * (1.0 + acc_g * (1.0 - sig))
         out = rows[:, None] * stride_ot + cols[None, :] * stride_or
         omask = (rows[:, None] < T) & (cols[None, :] < R)
-        tl.store(dg_ptr + out, (acc_dm * acc_k * dsilu).to(dg_ptr.dtype.element_ty), mask=omask)
-        tl.store(dk_ptr + out, (acc_dm * silu).to(dk_ptr.dtype.element_ty), mask=omask)
-        tl.store(m_ptr + out, (silu * acc_k).to(m_ptr.dtype.element_ty), mask=omask)
+        dtype = dgk_ptr.dtype.element_ty
+        tl.store(dgk_ptr + out, (acc_dm * acc_k * dsilu).to(dtype), mask=omask)  # dG_pre
+        tl.store(dgk_ptr + out + R * stride_or, (acc_dm * silu).to(dtype), mask=omask)  # dK_pre
+        m_out = rows[:, None] * stride_mt + cols[None, :] * stride_mr
+        tl.store(m_ptr + m_out, (silu * acc_k).to(dtype), mask=omask)
+
+    def _tile(t: int, d: int, r: int, warps: int, stages: int) -> Any:
+        return triton.Config(
+            {"BLOCK_T": t, "BLOCK_D": d, "BLOCK_R": r}, num_warps=warps, num_stages=stages
+        )
+
+    # On CUDA the tile shape is tuned once per (d, r) and dtype; the backward
+    # holds three accumulators, so its tiles stay smaller. The interpreter
+    # (numpy on the CPU) gets one fixed tile from _blocks instead.
+    _FWD_TILES = [
+        _tile(64, 32, 64, 4, 3),
+        _tile(128, 64, 64, 4, 3),
+        _tile(128, 64, 128, 8, 3),
+        _tile(64, 64, 128, 4, 4),
+        _tile(128, 32, 32, 4, 4),
+        _tile(64, 64, 32, 4, 4),
+        _tile(128, 64, 128, 8, 4),
+        _tile(256, 64, 64, 8, 3),
+    ]
+    _BWD_TILES = [
+        _tile(64, 32, 64, 4, 3),
+        _tile(128, 32, 64, 8, 3),
+        _tile(64, 64, 64, 4, 3),
+        _tile(64, 32, 32, 4, 4),
+        _tile(128, 64, 32, 8, 3),
+        _tile(128, 64, 64, 8, 3),
+        _tile(64, 64, 128, 8, 3),
+    ]
+    if not INTERPRET:
+        _shrink_fwd_kernel = triton.autotune(_FWD_TILES, key=["D", "R", "PRECISION"])(
+            _shrink_fwd_kernel
+        )
+        _shrink_bwd_kernel = triton.autotune(_BWD_TILES, key=["D", "E", "R", "PRECISION"])(
+            _shrink_bwd_kernel
+        )
 
 
-def _blocks(T: int, R: int) -> tuple[int, int, int]:
+def _blocks(T: int, R: int) -> dict[str, int]:
+    """The fixed tile of the interpreter; on CUDA the autotuner chooses."""
+    if not INTERPRET:
+        return {}
     block_t = 64 if T >= 64 else 16
     block_r = 64 if R >= 64 else (32 if R > 16 else 16)
-    return block_t, 32, block_r
+    return {"BLOCK_T": block_t, "BLOCK_D": 32, "BLOCK_R": block_r}
+
+
+def _grid(T: int, R: int) -> Callable[[dict[str, Any]], tuple[int, int]]:
+    return lambda meta: (triton.cdiv(T, meta["BLOCK_T"]), triton.cdiv(R, meta["BLOCK_R"]))
+
+
+def _precision(x: torch.Tensor) -> str:
+    """fp32 inputs keep full precision (tf32 would drift ~1e-3 from the reference)."""
+    return "ieee" if x.dtype == torch.float32 else "tf32"
 
 
 def shrink_forward(x: torch.Tensor, G: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
@@ -181,9 +234,7 @@ def shrink_forward(x: torch.Tensor, G: torch.Tensor, K: torch.Tensor) -> torch.T
     T, D = x.shape
     R = G.shape[1]
     m = torch.empty((T, R), device=x.device, dtype=x.dtype)
-    bt, bd, br = _blocks(T, R)
-    grid = (triton.cdiv(T, bt), triton.cdiv(R, br))
-    _shrink_fwd_kernel[grid](
+    _shrink_fwd_kernel[_grid(T, R)](
         x,
         G,
         K,
@@ -199,31 +250,32 @@ def shrink_forward(x: torch.Tensor, G: torch.Tensor, K: torch.Tensor) -> torch.T
         K.stride(1),
         m.stride(0),
         m.stride(1),
-        BLOCK_T=bt,
-        BLOCK_D=bd,
-        BLOCK_R=br,
+        PRECISION=_precision(x),
+        **_blocks(T, R),
     )
     return m
 
 
 def shrink_backward(
     x: torch.Tensor, dy: torch.Tensor, G: torch.Tensor, K: torch.Tensor, V: torch.Tensor, tau: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pre-activation gradients ``dG_pre, dK_pre`` and the recomputed ``m``, each ``[T, r]``."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[dG_pre | dK_pre]`` ``[T, 2r]`` and the recomputed ``m`` ``[T, r]``.
+
+    The two pre-activation gradients share one buffer, so the caller finishes
+    the input and the weight gradients with one GEMM each.
+    """
     T, D = x.shape
     E = dy.shape[1]
     R = G.shape[1]
-    dg, dk, m = (torch.empty((T, R), device=x.device, dtype=x.dtype) for _ in range(3))
-    bt, bd, br = _blocks(T, R)
-    grid = (triton.cdiv(T, bt), triton.cdiv(R, br))
-    _shrink_bwd_kernel[grid](
+    both = torch.empty((T, 2 * R), device=x.device, dtype=x.dtype)  # [dG_pre | dK_pre]
+    m = torch.empty((T, R), device=x.device, dtype=x.dtype)
+    _shrink_bwd_kernel[_grid(T, R)](
         x,
         dy,
         G,
         K,
         V,
-        dg,
-        dk,
+        both,
         m,
         float(tau),
         T,
@@ -240,13 +292,14 @@ def shrink_backward(
         K.stride(1),
         V.stride(0),
         V.stride(1),
-        dg.stride(0),
-        dg.stride(1),
-        BLOCK_T=bt,
-        BLOCK_D=bd,
-        BLOCK_R=br,
+        both.stride(0),
+        both.stride(1),
+        m.stride(0),
+        m.stride(1),
+        PRECISION=_precision(x),
+        **_blocks(T, R),
     )
-    return dg, dk, m
+    return both, m
 
 
 class SideGLUFunction(torch.autograd.Function):
@@ -265,9 +318,11 @@ class SideGLUFunction(torch.autograd.Function):
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, G, K, V = ctx.saved_tensors
         dy = dy.contiguous()
-        dg, dk, m = shrink_backward(x, dy, G, K, V, ctx.tau)  # [T, r] each
-        dx = dg @ G.t() + dk @ K.t()  # [T, d_in]
-        return dx, x.t() @ dg, x.t() @ dk, (m.t() @ dy) * ctx.tau, None
+        both, m = shrink_backward(x, dy, G, K, V, ctx.tau)  # [T, 2r], [T, r]
+        dx = both @ torch.cat([G, K], dim=1).t()  # [T, d_in]: one GEMM, not two and a sum
+        dw = x.t() @ both  # [d_in, 2r]
+        R = G.shape[1]
+        return dx, dw[:, :R], dw[:, R:], (m.t() @ dy) * ctx.tau, None
 
 
 def triton_usable(device: torch.device) -> bool:
