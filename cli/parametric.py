@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from memos.cli.output import CliError, console, open_memos, print_json, progress_bar, table
 
+from memos.consolidation import TrainConfig
+
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 adapters_app = typer.Typer(help="Side-GLU adapters (the parametric tier).", no_args_is_help=True)
 
@@ -49,8 +51,12 @@ def adapters_ls(
 def adapters_train(
     ctx: typer.Context,
     cube: Annotated[str, typer.Option("--cube", "-c", help="Cube name.")] = "default",
-    rank: Annotated[int, typer.Option(help="Units per memory layer.")] = 32,
-    steps: Annotated[int, typer.Option(help="Most optimizer steps.")] = 300,
+    rank: Annotated[int, typer.Option(help="Units per memory layer.")] = TrainConfig.rank,
+    steps: Annotated[int, typer.Option(help="Most optimizer steps.")] = TrainConfig.steps,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = TrainConfig.lr,
+    batch_size: Annotated[
+        int, typer.Option(help="Training examples per step.")
+    ] = TrainConfig.batch_size,
     layers: Annotated[str | None, typer.Option(help="Comma-separated layer indexes.")] = None,
     tag: Annotated[
         list[str] | None, typer.Option("--tag", "-t", help="Only items with tag.")
@@ -65,7 +71,14 @@ def adapters_train(
     flt = {"tags": tag} if tag else None
     with open_memos(ctx) as memos, progress_bar("training", enabled=not json_out) as bar:
         info = memos.consolidate(
-            cube, filter=flt, progress=bar, rank=rank, steps=steps, layers=chosen
+            cube,
+            filter=flt,
+            progress=bar,
+            rank=rank,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            layers=chosen,
         )
     if json_out:
         print_json(info.to_dict())
@@ -103,17 +116,24 @@ def adapters_merge(
     ctx: typer.Context,
     adapter_ids: Annotated[list[str], typer.Argument(help="Adapter id(s) to merge.")],
     out: Annotated[Path, typer.Option(help="Folder for the merged model.")],
+    json_out: Json = False,
 ) -> None:
     """Merge adapters exactly into the model's FFNs and save it as a plain transformers model."""
     with open_memos(ctx) as memos:
         path = memos.parametric.merge(adapter_ids, out)
+    if json_out:
+        print_json({"merged": adapter_ids, "path": str(path)})
+        return
     console.print(f"merged model saved to {path}", highlight=False)
 
 
 @adapters_app.command("rm")
-def adapters_rm(ctx: typer.Context, adapter_ids: list[str]) -> None:
+def adapters_rm(ctx: typer.Context, adapter_ids: list[str], json_out: Json = False) -> None:
     """Delete adapters (their memories stay in plaintext)."""
     with open_memos(ctx) as memos:
         for adapter_id in adapter_ids:
             memos.parametric.remove(adapter_id)
-            console.print(f"removed {adapter_id}", highlight=False)
+            if not json_out:
+                console.print(f"removed {adapter_id}", highlight=False)
+    if json_out:
+        print_json({"removed": adapter_ids})

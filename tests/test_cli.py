@@ -164,3 +164,20 @@ def test_lifecycle_commands(run, tmp_path: Path) -> None:  # type: ignore[no-unt
     vital = _json(run("add", "the dog needs insulin at 8", "--importance", "1", "--json"))
     assert vital[0]["stability"] == 35.0
     assert run("add", "anything", "--importance", "2").exit_code == 1
+
+
+def test_adapters_commands(run, lm, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MEMOS_LM", str(lm.path))
+    assert run("add", "Zorbil's favourite colour is amberine.", "-c", "facts").exit_code == 0
+    quick = ("-c", "facts", "--rank", "4", "--steps", "2", "--layers", "10")
+    bad = run("adapters", "train", *quick, "--lr", "0")
+    assert bad.exit_code != 0 and "lr must be > 0" in bad.output
+    trained = _json(run("adapters", "train", *quick, "--batch-size", "2", "--json"))
+    assert trained["rank"] == 4 and trained["layers"] == [10]
+    assert trained["training"]["steps"] == 2 and trained["items"] == 1
+    assert [a["id"] for a in _json(run("adapters", "ls", "--json"))] == [trained["id"]]
+    assert _json(run("adapters", "attach", trained["id"], "--json"))["attached"]
+    merged = _json(run("adapters", "merge", trained["id"], "--out", str(tmp_path / "m"), "--json"))
+    assert (Path(merged["path"]) / "config.json").is_file()
+    assert _json(run("adapters", "rm", trained["id"], "--json")) == {"removed": [trained["id"]]}
+    assert _json(run("adapters", "ls", "--json")) == []
