@@ -13,7 +13,8 @@ from memos import side_memory as sm
 from memos.client import Memos
 from memos.clock import ManualClock
 from memos.config import MemosConfig
-from memos.consolidation import TrainConfig, training_pairs
+from memos.consolidation import TrainConfig, _epoch, train_memories, training_pairs
+from memos.generation import greedy
 from memos.lm import LanguageModel
 
 pytestmark = pytest.mark.real_model
@@ -41,6 +42,23 @@ def test_training_pairs_have_cue_and_question_forms() -> None:
         prompt.startswith("Question: What is Zorbil's favourite colour?") for prompt, _ in pairs
     )
     assert training_pairs("Hello there") == [("", "Hello there")]
+
+
+def test_chat_models_also_learn_a_chat_form() -> None:
+    pairs = training_pairs("Zorbil's favourite colour is amberine.", ask=lambda q: f"<user>{q}")
+    chat = ("<user>What is Zorbil's favourite colour?", "Zorbil's favourite colour is amberine.")
+    assert chat in pairs
+
+
+def test_an_epoch_visits_every_example_once_in_batches_of_like_length() -> None:
+    examples = [([0] * n, [-100] * n) for n in (3, 9, 3, 9, 3, 9, 5)]
+    batches = _epoch(examples, 3, torch.Generator().manual_seed(0))
+    assert sorted(len(ids) for batch in batches for ids, _ in batch) == [3, 3, 3, 5, 9, 9, 9]
+    assert sorted(sorted(len(ids) for ids, _ in batch) for batch in batches) == [
+        [3, 3, 3],
+        [5, 9, 9],
+        [9],
+    ]
 
 
 def test_consolidate_attach_chat_detach(mem: Memos, lm: LanguageModel) -> None:
@@ -86,6 +104,23 @@ def test_merge_saves_a_plain_model_with_the_adapter_inside(
         logits = merged(input_ids=torch.tensor([lm.encode(FACTS[0])])).logits[0]
     # one fused matmul vs two sums: fp32 rounding scales with the logits (|x| ~ 20)
     assert_close("merged logits", logits, with_adapter, atol=1e-4, rtol=1e-5)
+
+
+def test_trained_memories_recall_facts_from_their_cue(lm: LanguageModel) -> None:
+    before = _logits(lm)
+    config = TrainConfig(rank=8, steps=40, lr=5e-2, layers=(10, 15), backend="reference")
+    memories, report = train_memories(lm, FACTS, config)
+    assert report.examples == 6 and report.final_loss < 0.5
+    assert torch.equal(_logits(lm), before)  # trained memories are not left attached
+    sm.attach(lm.model, "test", memories)
+    try:
+        for fact in FACTS:
+            cue, value = fact.rsplit(" is ", 1)
+            bos = [lm.tokenizer.bos_token_id] if lm.tokenizer.bos_token_id is not None else []
+            out, _ = greedy(lm, bos + lm.encode(f"{cue} is"), None, 6, 0.0)
+            assert lm.tokenizer.decode(out).strip().startswith(value.rstrip("."))
+    finally:
+        sm.detach(lm.model, "test")
 
 
 def test_bad_training_settings(mem: Memos) -> None:
