@@ -258,23 +258,19 @@ class _Locality:
     def __init__(self, lm: LanguageModel, per_step: int, generator: torch.Generator) -> None:
         self.lm, self.per_step, self.generator = lm, per_step, generator
         self.lines = _encode(lm, [("", line) for line in general_text()])
-        self.frozen: list[torch.Tensor] = []
         with torch.no_grad():
-            for line in self.lines:
-                self.frozen.append(_log_probs(lm, _collate(lm, [line]))[0])  # [T, V]
+            frozen = _log_probs(lm, _collate(lm, self.lines))  # [N, T, V]
+        self.frozen = [frozen[row, : len(ids)] for row, (ids, _) in enumerate(self.lines)]
 
     def divergence(self) -> torch.Tensor:
-        picks = torch.randperm(len(self.lines), generator=self.generator)[: self.per_step]
-        chosen = [self.lines[i] for i in picks.tolist()]
-        batch = _collate(self.lm, chosen)
-        adapted = _log_probs(self.lm, batch)  # [B, T, V]
+        picks = torch.randperm(len(self.lines), generator=self.generator)[: self.per_step].tolist()
+        adapted = _log_probs(self.lm, _collate(self.lm, [self.lines[i] for i in picks]))
         total = adapted.new_zeros(())
-        for row, i in enumerate(picks.tolist()):
+        for row, i in enumerate(picks):  # padding positions are left out
             frozen = self.frozen[i]
             here = adapted[row, : frozen.shape[0]]
             total = total + F.kl_div(here, frozen, log_target=True, reduction="sum")
-        tokens = sum(self.frozen[i].shape[0] for i in picks.tolist())
-        return total / tokens
+        return total / sum(self.frozen[i].shape[0] for i in picks)
 
 
 def _task_loss(lm: LanguageModel, batch: dict[str, Any]) -> torch.Tensor:
