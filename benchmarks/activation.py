@@ -31,10 +31,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from plaintext import make_texts
 
-from memos import kv_snapshot
-from memos.activation import block_text, prefix_text
+from memos.activation import snapshot as kv_snapshot
+from memos.activation.tier import block_text, prefix_text
+from memos.chat import greedy
 from memos.config import MemosConfig
-from memos.generation import greedy
 from memos.lm import LanguageModel, load_lm
 
 QUESTION = "Which city did Ana visit most recently, and what did she do there?"

@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from memos import consolidation as C
-from memos import side_memory as sm
+from memos.chat import greedy
 from memos.config import MemosConfig
-from memos.generation import greedy
 from memos.lm import LanguageModel, load_lm
+from memos.parametric import side_memory as sm
+from memos.parametric import training as C
 
 SYLLABLES = "ka zo ri vel mon tas quen dri ul ob far nis gor pel thi wex".split()
 ATTRIBUTES = ["favourite colour", "home town", "pet's name", "lucky stone", "secret word"]

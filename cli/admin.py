@@ -45,7 +45,7 @@ def index_rebuild(
 
 
 def _database(ctx: typer.Context) -> object:
-    from memos.db import Database
+    from memos.store.db import Database
 
     options = ctx.find_root().obj or {}
     config = MemosConfig.from_env(
@@ -58,7 +58,7 @@ def _database(ctx: typer.Context) -> object:
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Bring the database schema to the newest revision."""
-    from memos import schema
+    from memos.store import schema
 
     state = schema.upgrade(_database(ctx))  # type: ignore[arg-type]
     console.print(f"database at revision {state.current} (head)", highlight=False)
@@ -67,7 +67,7 @@ def db_upgrade(ctx: typer.Context) -> None:
 @db_app.command("current")
 def db_current(ctx: typer.Context, json_out: Json = False) -> None:
     """Show the database's schema revision and this install's newest."""
-    from memos import schema
+    from memos.store import schema
 
     state = schema.status(_database(ctx))  # type: ignore[arg-type]
     if json_out:

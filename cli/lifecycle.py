@@ -37,7 +37,7 @@ def used(
 def _when(value: str | None) -> datetime | None:
     if value is None:
         return None
-    from memos.ingest import parse_time
+    from memos.plaintext.ingest import parse_time
 
     return parse_time(value, "--now")
 
@@ -173,7 +173,7 @@ def schedule(
 
 def inspect(ctx: typer.Context, cube: AnyCube = None, json_out: Json = False) -> None:
     """Tier distribution, states and a retention histogram."""
-    from memos.inspection import inspect_store
+    from memos.lifecycle.inspection import inspect_store
 
     with open_memos(ctx) as memos:
         found = inspect_store(memos, cube)
@@ -218,8 +218,8 @@ def plot_retention(
     days: Annotated[float, typer.Option(help="Days past now to draw.")] = 30.0,
 ) -> None:
     """Retention curves over time for chosen items, with their recalls marked."""
-    from memos.plots import MAX_ITEMS
-    from memos.plots import plot_retention as draw
+    from memos.lifecycle.plots import MAX_ITEMS
+    from memos.lifecycle.plots import plot_retention as draw
 
     with open_memos(ctx) as memos:
         ids = list(item_ids or [])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from memos import Memos, MemosConfig
 from memos.clock import ManualClock
-from memos.plots import plot_retention
+from memos.lifecycle.plots import plot_retention
 
 DAY = timedelta(days=1)
 

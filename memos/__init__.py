@@ -35,6 +35,7 @@ from memos.errors import (
     UnknownCubeError,
     UnknownItemError,
 )
+from memos.lifecycle.retention import RetentionPolicy
 from memos.records import (
     ContextBlock,
     CubeStats,
@@ -44,23 +45,22 @@ from memos.records import (
     ScoreParts,
     SearchHit,
 )
-from memos.retention import RetentionPolicy
-from memos.scheduler_policy import SchedulerPolicy
+from memos.scheduler.policy import SchedulerPolicy
 
 if TYPE_CHECKING:
     from memos.client import Memos
-    from memos.embedder import Embedder, SentenceTransformerEmbedder
-    from memos.filters import SearchFilter
-    from memos.scheduler import SchedulerBusyError
+    from memos.plaintext.embedder import Embedder, SentenceTransformerEmbedder
+    from memos.plaintext.filters import SearchFilter
+    from memos.scheduler.runner import SchedulerBusyError
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "SchedulerBusyError": "memos.scheduler",
+    "SchedulerBusyError": "memos.scheduler.runner",
     "Memos": "memos.client",
-    "Embedder": "memos.embedder",
-    "SentenceTransformerEmbedder": "memos.embedder",
-    "SearchFilter": "memos.filters",
+    "Embedder": "memos.plaintext.embedder",
+    "SentenceTransformerEmbedder": "memos.plaintext.embedder",
+    "SearchFilter": "memos.plaintext.filters",
 }
 
 

@@ -2,8 +2,8 @@
 
 Read this file top to bottom to follow one ``add`` (validate → skip what is
 stored → embed what is new → one write transaction → index) and one
-``search`` (hand to :class:`memos.retrieval.Retriever`). Changes go through
-:class:`memos.writer.Writer`.
+``search`` (hand to :class:`memos.plaintext.retrieval.Retriever`). Changes go through
+:class:`memos.plaintext.writer.Writer`.
 """
 
 from __future__ import annotations
@@ -17,23 +17,24 @@ from typing import IO, Any
 
 from sqlalchemy import func, select
 
-from memos import ingest, schema, store
-from memos.activation import ActivationTier, SnapshotInfo
+from memos import store
+from memos.activation.tier import ActivationTier, SnapshotInfo
+from memos.chat import Reply, chat
 from memos.clock import Clock, SystemClock, as_utc
 from memos.config import MemosConfig
-from memos.consolidation import TrainConfig
-from memos.context import approx_tokens, assemble_context
-from memos.db import Database
-from memos.embedder import Embedder, SentenceTransformerEmbedder
 from memos.errors import InvalidInputError, UnknownItemError
-from memos.filters import SearchFilter
-from memos.generation import Reply, chat
-from memos.indexes import IndexManager, Progress
-from memos.lifecycle import StateChange, apply_decay, plan_decay
+from memos.lifecycle.decay import StateChange, apply_decay, plan_decay
+from memos.lifecycle.recall import RecallLog
 from memos.lm import LanguageModel, load_lm
-from memos.models import Cube, Item, ItemTag, ItemVersion
-from memos.parametric import AdapterInfo, ParametricTier
-from memos.recall import RecallLog
+from memos.parametric.tier import AdapterInfo, ParametricTier
+from memos.parametric.training import TrainConfig
+from memos.plaintext import ingest
+from memos.plaintext.context import approx_tokens, assemble_context
+from memos.plaintext.embedder import Embedder, SentenceTransformerEmbedder
+from memos.plaintext.filters import SearchFilter
+from memos.plaintext.indexes import IndexManager, Progress
+from memos.plaintext.retrieval import Retriever
+from memos.plaintext.writer import Writer, record_of
 from memos.records import (
     ContextBlock,
     CubeStats,
@@ -42,9 +43,10 @@ from memos.records import (
     MemoryVersion,
     SearchHit,
 )
-from memos.retrieval import Retriever
-from memos.scheduler import BackgroundScheduler, Scheduler
-from memos.writer import Writer, record_of
+from memos.scheduler.runner import BackgroundScheduler, Scheduler
+from memos.store import schema
+from memos.store.db import Database
+from memos.store.models import Cube, Item, ItemTag, ItemVersion
 
 DEFAULT_CUBE = "default"
 
@@ -54,7 +56,7 @@ class Memos:
 
     Args:
         config: settings; ``None`` reads ``MEMOS_*`` environment variables.
-        embedder: an :class:`~memos.embedder.Embedder`; ``None`` loads
+        embedder: an :class:`~memos.plaintext.embedder.Embedder`; ``None`` loads
             ``config.embedder`` with sentence-transformers (on first use).
         clock: time source (inject a ``ManualClock`` to simulate time).
         token_counter: counts prompt tokens for :meth:`context`
@@ -264,7 +266,7 @@ class Memos:
         ``mode`` is ``"hybrid"`` (dense + keyword), ``"dense"`` or ``"keyword"``;
         ``filter`` is a :class:`SearchFilter` or a dict of its fields.
         """
-        from memos.text import normalize_text
+        from memos.plaintext.text import normalize_text
 
         text = normalize_text(query, self.config.max_text_chars)
         flt = SearchFilter.from_value(filter)
@@ -281,7 +283,7 @@ class Memos:
     ) -> ContextBlock:
         """The best memories for ``query`` as a prompt block within ``budget_tokens``.
 
-        The memories in the block count as recalled (see :mod:`memos.recall`).
+        The memories in the block count as recalled (see :mod:`memos.lifecycle.recall`).
         """
         if (
             isinstance(budget_tokens, bool)
@@ -451,7 +453,7 @@ class Memos:
     ) -> AdapterInfo:
         """Train a side-GLU adapter on memories (given, or the cube's matching ``filter``).
 
-        ``train_options`` are :class:`memos.consolidation.TrainConfig` fields
+        ``train_options`` are :class:`memos.parametric.training.TrainConfig` fields
         (``rank``, ``layers``, ``steps``, ``lr``, ``locality_weight``, ...).
         Attach the result with ``mem.parametric.attach(info.id)``.
         """
@@ -470,7 +472,7 @@ class Memos:
     def decay(
         self, *, cube: str | None = None, now: datetime | None = None, dry_run: bool = False
     ) -> builtins.list[StateChange]:
-        """Move items down the states their retention calls for (see :mod:`memos.lifecycle`).
+        """Move items down the states their retention calls for (see :mod:`memos.lifecycle.decay`).
 
         ``now`` defaults to the clock; with ``dry_run`` nothing is written.
         Returns the moves (planned ones on a dry run).
@@ -514,7 +516,7 @@ class Memos:
 
     def export_jsonl(self, out: str | Path | IO[str], *, cube: str | None = None) -> int:
         """Write items (every state, with versions) as JSON lines; returns the count."""
-        from memos.transfer import export_items
+        from memos.store.transfer import export_items
 
         return export_items(self, out, cube)
 
@@ -522,7 +524,7 @@ class Memos:
         self, source: str | Path | IO[str], *, cube: str | None = None
     ) -> ImportReport:
         """Read an export back (ids, versions and figures kept); existing ids are skipped."""
-        from memos.transfer import import_items
+        from memos.store.transfer import import_items
 
         return import_items(self, source, cube)
 

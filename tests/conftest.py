@@ -53,7 +53,7 @@ def mem(tmp_path: Path) -> Iterator[Memos]:
 @pytest.fixture(scope="session")
 def real_embedder():  # type: ignore[no-untyped-def]
     """The default all-MiniLM-L6-v2 embedder, loaded once per session."""
-    from memos.embedder import SentenceTransformerEmbedder
+    from memos.plaintext.embedder import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()
 

@@ -11,14 +11,14 @@ import torch
 from helpers import HashingEmbedder
 from sqlalchemy import select, update
 
-from memos.activation import prefix_text
+from memos.activation.snapshot import restore
+from memos.activation.tier import prefix_text
+from memos.chat import greedy
 from memos.client import Memos
 from memos.clock import ManualClock
 from memos.config import MemosConfig
-from memos.generation import greedy
-from memos.kv_snapshot import restore
 from memos.lm import LanguageModel, load_lm
-from memos.models import Artifact
+from memos.store.models import Artifact
 
 pytestmark = pytest.mark.real_model
 

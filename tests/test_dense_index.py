@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memos.dense_index import DenseIndex, IndexFileError, IndexIdentity
+from memos.plaintext.dense_index import DenseIndex, IndexFileError, IndexIdentity
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:

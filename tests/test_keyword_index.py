@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from memos.keyword import K1, B, KeywordIndex, query_terms, tokens
+from memos.plaintext.keyword import K1, B, KeywordIndex, query_terms, tokens
 
 WORDS = "apple banana cherry date elder fig grape honey iris jade kiwi lemon mango".split()
 

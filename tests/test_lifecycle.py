@@ -12,7 +12,7 @@ from sqlalchemy import select
 from memos import Memos
 from memos.clock import ManualClock
 from memos.errors import UnknownItemError
-from memos.models import Event
+from memos.store.models import Event
 
 DAY = timedelta(days=1)
 

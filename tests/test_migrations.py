@@ -10,9 +10,10 @@ from alembic.runtime.migration import MigrationContext
 from helpers import open_memos
 from sqlalchemy import inspect, text
 
-from memos import SchemaTooNewError, schema
-from memos.db import Database
-from memos.models import Base
+from memos import SchemaTooNewError
+from memos.store import schema
+from memos.store.db import Database
+from memos.store.models import Base
 
 EXPECTED_TABLES = {
     "cubes",

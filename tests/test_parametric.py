@@ -9,13 +9,13 @@ import torch
 from helpers import HashingEmbedder, assert_close
 
 from memos import InvalidInputError
-from memos import side_memory as sm
+from memos.chat import greedy
 from memos.client import Memos
 from memos.clock import ManualClock
 from memos.config import MemosConfig
-from memos.consolidation import TrainConfig, _epoch, train_memories, training_pairs
-from memos.generation import greedy
 from memos.lm import LanguageModel
+from memos.parametric import side_memory as sm
+from memos.parametric.training import TrainConfig, _epoch, train_memories, training_pairs
 
 pytestmark = pytest.mark.real_model
 

@@ -11,7 +11,7 @@ from memos import ConfigError
 from memos.client import Memos
 from memos.clock import ManualClock
 from memos.config import MemosConfig
-from memos.embedder import SentenceTransformerEmbedder, embed
+from memos.plaintext.embedder import SentenceTransformerEmbedder, embed
 
 pytestmark = pytest.mark.real_model
 

@@ -19,9 +19,9 @@ from memos import Memos
 from memos.clock import ManualClock
 from memos.config import MemosConfig
 from memos.lm import LanguageModel
-from memos.models import Event, Job
-from memos.scheduler import SchedulerBusyError
-from memos.scheduler_policy import SchedulerPolicy
+from memos.scheduler.policy import SchedulerPolicy
+from memos.scheduler.runner import SchedulerBusyError
+from memos.store.models import Event, Job
 
 DAY = timedelta(days=1)
 FACTS = [
@@ -171,7 +171,7 @@ CHILD = textwrap.dedent(
     from memos import Memos
     from memos.clock import ManualClock
     from memos.config import MemosConfig
-    from memos.scheduler import Scheduler
+    from memos.scheduler.runner import Scheduler
 
     finish = Scheduler._finish
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import open_memos
 
 from memos.client import Memos
-from memos.indexes import IndexRebuiltWarning
+from memos.plaintext.indexes import IndexRebuiltWarning
 
 FACTS = [
     "Alice drinks green tea every morning",
@@ -207,7 +207,7 @@ def test_archived_items_are_hidden_unless_asked(mem: Memos) -> None:
     from sqlalchemy import update
 
     from memos import store
-    from memos.models import Item
+    from memos.store.models import Item
 
     records = mem.add_many(FACTS)
     mem.search("warm up the indexes")

@@ -8,8 +8,8 @@ import pytest
 import torch
 from helpers import assert_close
 
-from memos import side_memory as sm
 from memos.lm import LanguageModel
+from memos.parametric import side_memory as sm
 
 pytestmark = pytest.mark.real_model
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from memos import DuplicateError, UnknownCubeError, UnknownItemError
 from memos.client import Memos
-from memos.models import Artifact, ArtifactSource, Event
+from memos.store.models import Artifact, ArtifactSource, Event
 
 
 def test_add_get_roundtrip_keeps_every_field(any_mem: Memos) -> None:

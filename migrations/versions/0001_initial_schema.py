@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import memos.models
+import memos.store.models
 
 revision = "0001"
 down_revision = None
@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("revision", sa.Integer(), nullable=False),
-        sa.Column("created_at", memos.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", memos.store.models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("pk"),
         sa.UniqueConstraint("id"),
         sa.UniqueConstraint("name"),
@@ -55,7 +55,7 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("byte_size", sa.Integer(), nullable=False),
         sa.Column("model_fingerprint", sa.String(length=80), nullable=False),
-        sa.Column("created_at", memos.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", memos.store.models.UTCDateTime(), nullable=False),
         sa.Column("stale", sa.Boolean(), nullable=False),
         sa.Column("stale_reason", sa.String(length=200), nullable=True),
         sa.Column("metadata", sa.JSON(), nullable=False),
@@ -72,7 +72,7 @@ def upgrade() -> None:
     op.create_table(
         "events",
         sa.Column("pk", sa.Integer(), nullable=False),
-        sa.Column("at", memos.models.UTCDateTime(), nullable=False),
+        sa.Column("at", memos.store.models.UTCDateTime(), nullable=False),
         sa.Column("cube_pk", sa.Integer(), nullable=True),
         sa.Column("item_id", sa.String(length=36), nullable=True),
         sa.Column("kind", sa.String(length=40), nullable=False),
@@ -106,18 +106,18 @@ def upgrade() -> None:
         sa.Column("session_id", sa.String(length=200), nullable=True),
         sa.Column("speaker", sa.String(length=200), nullable=True),
         sa.Column("role", sa.String(length=40), nullable=True),
-        sa.Column("event_time", memos.models.UTCDateTime(), nullable=True),
+        sa.Column("event_time", memos.store.models.UTCDateTime(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("created_at", memos.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", memos.models.UTCDateTime(), nullable=False),
-        sa.Column("last_accessed_at", memos.models.UTCDateTime(), nullable=True),
+        sa.Column("created_at", memos.store.models.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", memos.store.models.UTCDateTime(), nullable=False),
+        sa.Column("last_accessed_at", memos.store.models.UTCDateTime(), nullable=True),
         sa.Column("access_count", sa.Integer(), nullable=False),
         sa.Column("stability", sa.Float(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("pinned", sa.Boolean(), nullable=False),
         sa.Column("trust", sa.Float(), nullable=False),
         sa.Column("change_seq", sa.Integer(), nullable=False),
-        sa.Column("deleted_at", memos.models.UTCDateTime(), nullable=True),
+        sa.Column("deleted_at", memos.store.models.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["cube_pk"],
             ["cubes.pk"],
@@ -167,7 +167,7 @@ def upgrade() -> None:
         sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("tags", sa.JSON(), nullable=False),
-        sa.Column("recorded_at", memos.models.UTCDateTime(), nullable=False),
+        sa.Column("recorded_at", memos.store.models.UTCDateTime(), nullable=False),
         sa.Column("reason", sa.String(length=200), nullable=True),
         sa.ForeignKeyConstraint(["item_pk"], ["memory_items.pk"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("pk"),

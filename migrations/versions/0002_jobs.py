@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import memos.models
+import memos.store.models
 
 revision = "0002"
 down_revision = "0001"
@@ -36,9 +36,9 @@ def upgrade() -> None:
         sa.Column("result", sa.JSON(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("created_at", memos.models.UTCDateTime(), nullable=False),
-        sa.Column("started_at", memos.models.UTCDateTime(), nullable=True),
-        sa.Column("finished_at", memos.models.UTCDateTime(), nullable=True),
+        sa.Column("created_at", memos.store.models.UTCDateTime(), nullable=False),
+        sa.Column("started_at", memos.store.models.UTCDateTime(), nullable=True),
+        sa.Column("finished_at", memos.store.models.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(["cube_pk"], ["cubes.pk"]),
         sa.PrimaryKeyConstraint("pk"),
         sa.UniqueConstraint("id"),

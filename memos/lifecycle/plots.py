@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from memos.clock import as_utc
-from memos.models import Event
-from memos.retention import curve_value, days_between
+from memos.lifecycle.retention import curve_value, days_between
+from memos.store.models import Event
 
 if TYPE_CHECKING:
     from memos.client import Memos

@@ -19,8 +19,8 @@ from alembic.util.exc import CommandError
 from filelock import FileLock
 from sqlalchemy import Connection, text
 
-from memos.db import Database
 from memos.errors import SchemaTooNewError
+from memos.store.db import Database
 
 _PG_LOCK_KEY = 0x6D656D6F73  # "memos"
 

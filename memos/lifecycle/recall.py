@@ -30,10 +30,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from memos import store
-from memos.db import Database
-from memos.models import Event, Item
-from memos.retention import Figures, RetentionPolicy
+from memos.lifecycle.retention import Figures, RetentionPolicy
 from memos.store import RetentionFigures
+from memos.store.db import Database
+from memos.store.models import Event, Item
 
 log = logging.getLogger(__name__)
 FLUSH_AT = 512

@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from memos import artifacts, kv_snapshot, store
+from memos import store
+from memos.activation import snapshot as kv_snapshot
+from memos.activation.snapshot import Snapshot, SnapshotError
 from memos.errors import InvalidInputError, NotFoundError
-from memos.kv_snapshot import Snapshot, SnapshotError
-from memos.models import Artifact, ArtifactSource, Item
 from memos.records import MemoryRecord
+from memos.store import artifacts
+from memos.store.models import Artifact, ArtifactSource, Item
 
 if TYPE_CHECKING:
     from memos.client import Memos

@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from memos import artifacts, store
-from memos import side_memory as sm
-from memos.consolidation import TrainConfig, TrainReport, train_memories
+from memos import store
+from memos.activation.snapshot import file_sha256
 from memos.errors import InvalidInputError, NotFoundError
-from memos.kv_snapshot import file_sha256
-from memos.models import Artifact
+from memos.parametric import side_memory as sm
+from memos.parametric.training import TrainConfig, TrainReport, train_memories
 from memos.records import MemoryRecord
+from memos.store import artifacts
+from memos.store.models import Artifact
 
 if TYPE_CHECKING:
     from memos.client import Memos

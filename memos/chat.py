@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from memos.activation import BLOCK_HEADER, prefix_messages, prefix_text
+from memos.activation.snapshot import restore
+from memos.activation.tier import BLOCK_HEADER, prefix_messages, prefix_text
 from memos.errors import InvalidInputError
-from memos.kv_snapshot import restore
-from memos.text import normalize_text
+from memos.plaintext.text import normalize_text
 
 if TYPE_CHECKING:
     from memos.client import Memos

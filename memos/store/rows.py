@@ -22,7 +22,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from memos.errors import UnknownCubeError, UnknownItemError
-from memos.models import (
+from memos.lifecycle.retention import RetentionPolicy
+from memos.records import SEARCHABLE_STATES, MemoryRecord, MemoryVersion
+from memos.store.models import (
     Artifact,
     ArtifactSource,
     Cube,
@@ -32,8 +34,6 @@ from memos.models import (
     ItemTag,
     ItemVersion,
 )
-from memos.records import SEARCHABLE_STATES, MemoryRecord, MemoryVersion
-from memos.retention import RetentionPolicy
 
 
 @dataclass

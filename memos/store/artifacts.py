@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from memos import store
-from memos.db import Database
 from memos.errors import NotFoundError
-from memos.models import Artifact, ArtifactSource, Cube
 from memos.records import MemoryRecord
+from memos.store.db import Database
+from memos.store.models import Artifact, ArtifactSource, Cube
 
 
 @dataclass(frozen=True)

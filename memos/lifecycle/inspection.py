@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from memos import store
-from memos.models import Artifact, ArtifactSource, Cube, Item
+from memos.store.models import Artifact, ArtifactSource, Cube, Item
 
 if TYPE_CHECKING:
     from memos.client import Memos

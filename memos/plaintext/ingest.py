@@ -14,8 +14,8 @@ from typing import Any
 
 from memos.clock import as_utc
 from memos.errors import InvalidInputError, InvalidTextError
+from memos.plaintext.text import chunk_text, content_hash, normalize_text
 from memos.store import NewItem
-from memos.text import chunk_text, content_hash, normalize_text
 
 DOCUMENT_MAX_CHARS = 5_000_000
 _CUBE_NAME = re.compile(r"^[\w.@:\-]{1,200}$")

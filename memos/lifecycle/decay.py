@@ -22,9 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from memos import store
-from memos.db import Database
-from memos.models import Cube, Item
-from memos.retention import DECAY_ORDER, RetentionPolicy
+from memos.lifecycle.retention import DECAY_ORDER, RetentionPolicy
+from memos.store.db import Database
+from memos.store.models import Cube, Item
 
 _BATCH = 2000
 

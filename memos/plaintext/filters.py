@@ -12,8 +12,8 @@ from sqlalchemy import ColumnElement, and_, func, select
 
 from memos.clock import as_utc
 from memos.errors import InvalidFilterError
-from memos.models import Item, ItemTag
 from memos.records import SEARCHABLE_STATES, STATES
+from memos.store.models import Item, ItemTag
 
 _KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 Scalar = str | int | float | bool

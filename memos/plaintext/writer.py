@@ -18,16 +18,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from memos import ingest, store
+from memos import store
 from memos.clock import Clock
 from memos.config import MemosConfig
-from memos.db import Database
-from memos.embedder import Embedder, embed
 from memos.errors import DuplicateError, InvalidInputError
-from memos.indexes import IndexManager, Progress
-from memos.models import Cube, Item
+from memos.plaintext import ingest
+from memos.plaintext.embedder import Embedder, embed
+from memos.plaintext.indexes import IndexManager, Progress
 from memos.records import MemoryRecord
 from memos.store import NewItem
+from memos.store.db import Database
+from memos.store.models import Cube, Item
 
 BULK_CHUNK = 256
 RESTORABLE = ("deleted", "forgotten", "archived")

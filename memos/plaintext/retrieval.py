@@ -18,15 +18,15 @@ from sqlalchemy import select
 
 from memos import store
 from memos.config import SEARCH_MODES, MemosConfig
-from memos.db import Database
-from memos.embedder import Embedder, embed
 from memos.errors import InvalidInputError
-from memos.filters import SearchFilter
-from memos.indexes import IndexManager
-from memos.models import Cube, Item
-from memos.recall import RecallLog
+from memos.lifecycle.recall import RecallLog
+from memos.lifecycle.retention import Figures, RetentionPolicy
+from memos.plaintext.embedder import Embedder, embed
+from memos.plaintext.filters import SearchFilter
+from memos.plaintext.indexes import IndexManager
 from memos.records import MemoryRecord, ScoreParts, SearchHit
-from memos.retention import Figures, RetentionPolicy
+from memos.store.db import Database
+from memos.store.models import Cube, Item
 
 MAX_K = 1000
 

@@ -4,7 +4,7 @@ A plan is read from the store and changes nothing. Per cube, in the order
 they are applied:
 
 1. ``decay``: items whose retention fell past a threshold move down a state
-   (see :mod:`memos.lifecycle`). The later rules see the states after decay.
+   (see :mod:`memos.lifecycle.decay`). The later rules see the states after decay.
 2. ``evict_snapshot`` (activation → plaintext): snapshots that are stale, hold
    an item about to be forgotten, or were not used for ``snapshot_idle_days``.
 3. ``retire_adapter`` / ``rebuild_adapter`` (parametric → plaintext, or
@@ -36,14 +36,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from memos import store
-from memos.lifecycle import StateChange, decay_change
-from memos.models import Artifact, ArtifactSource, Cube, Item
+from memos.lifecycle.decay import StateChange, decay_change
+from memos.lifecycle.retention import RetentionPolicy, days_between
 from memos.records import SEARCHABLE_STATES
-from memos.retention import RetentionPolicy, days_between
-from memos.scheduler_policy import SchedulerPolicy
+from memos.scheduler.policy import SchedulerPolicy
+from memos.store.models import Artifact, ArtifactSource, Cube, Item
 
 if TYPE_CHECKING:
-    from memos.db import Database
+    from memos.store.db import Database
 
 TIERS = {
     "decay": ("plaintext", "plaintext"),

@@ -22,12 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from memos import store
-from memos.db import Database
-from memos.dense_index import DenseIndex, IndexFileError, IndexIdentity
-from memos.embedder import Embedder, embed
-from memos.keyword import KeywordIndex
-from memos.models import Cube, Embedding, Item
+from memos.plaintext.dense_index import DenseIndex, IndexFileError, IndexIdentity
+from memos.plaintext.embedder import Embedder, embed
+from memos.plaintext.keyword import KeywordIndex
 from memos.records import SEARCHABLE_STATES
+from memos.store.db import Database
+from memos.store.models import Cube, Embedding, Item
 
 log = logging.getLogger(__name__)
 _SAVE_EVERY = 5000

@@ -2,7 +2,7 @@
 
 A run takes the scheduler lock (one run at a time per store), first finishes
 any job an earlier run left ``planned`` or ``running`` (a run killed midway),
-then plans (:mod:`memos.planner`), writes every step as a ``planned`` job row,
+then plans (:mod:`memos.scheduler.planner`), writes every step as a ``planned`` job row,
 and applies them in order: ``running``, then ``done`` with its result, or
 ``failed`` with the error (the other jobs still run).
 
@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock, Timeout
 from sqlalchemy import select, text
 
-from memos import artifacts, lifecycle, store
-from memos.consolidation import TrainConfig
+from memos import store
 from memos.errors import MemosError
-from memos.models import Cube, Item, Job
-from memos.planner import Plan, PlannedStep, build_plan
+from memos.lifecycle import decay as lifecycle
+from memos.parametric.training import TrainConfig
 from memos.records import SEARCHABLE_STATES, MemoryRecord
+from memos.scheduler.planner import Plan, PlannedStep, build_plan
+from memos.store import artifacts
+from memos.store.models import Cube, Item, Job
 
 if TYPE_CHECKING:
     from memos.client import Memos
@@ -266,7 +268,7 @@ class Scheduler:
         return {"moved": moved, "planned": len(changes)}
 
     def _evict(self, _job_id: str, step: PlannedStep) -> dict[str, Any]:
-        from memos.activation import UnknownSnapshotError
+        from memos.activation.tier import UnknownSnapshotError
 
         try:
             self.memos.activation.remove(step.payload["artifact"], reason=_reason(step))
@@ -275,7 +277,7 @@ class Scheduler:
         return {"removed": True}
 
     def _retire(self, _job_id: str, step: PlannedStep) -> dict[str, Any]:
-        from memos.parametric import UnknownAdapterError
+        from memos.parametric.tier import UnknownAdapterError
 
         try:
             self.memos.parametric.remove(step.payload["artifact"], reason=_reason(step))

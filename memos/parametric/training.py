@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from memos import side_memory as sm
 from memos.errors import InvalidInputError
 from memos.lm import LanguageModel
+from memos.parametric import side_memory as sm
 
 Example = tuple[list[int], list[int]]  # token ids, labels (-100 outside the target)
 _STATEMENT = re.compile(r"^(?P<subject>.+?)\s+is\s+(?P<value>.+?)[.!]?$", re.IGNORECASE)

@@ -20,11 +20,12 @@ from typing import IO, TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from memos import ingest, store
+from memos import store
 from memos.errors import ImportFormatError, InvalidInputError
-from memos.models import Cube, Item, ItemTag, ItemVersion
+from memos.plaintext import ingest
+from memos.plaintext.text import content_hash, normalize_text
 from memos.records import STATES, ImportReport
-from memos.text import content_hash, normalize_text
+from memos.store.models import Cube, Item, ItemTag, ItemVersion
 
 if TYPE_CHECKING:
     from memos.client import Memos

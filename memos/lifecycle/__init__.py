@@ -1,0 +1,1 @@
+"""Lifecycle: retention curves, the decay pass, recall accounting, inspection, plots."""

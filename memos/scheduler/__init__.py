@@ -1,0 +1,1 @@
+"""The tier scheduler: policy, planner, typed steps, jobs and the background runner."""

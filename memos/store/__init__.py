@@ -1,0 +1,62 @@
+"""The system of record: engine and sessions, models, schema, row operations,
+derived-artifact registry and export/import.
+
+Row operations (one session, no commit of their own) are re-exported here so
+callers write ``store.item_by_id(session, ...)``.
+"""
+
+from memos.store.rows import (
+    EventSpec,
+    NewItem,
+    RetentionFigures,
+    bump_revision,
+    cached_vectors,
+    count_embedded,
+    cube_by_name,
+    cube_names,
+    ensure_cube,
+    insert_items,
+    item_by_id,
+    live_by_hash,
+    log_event,
+    log_spec,
+    mark_artifacts_stale,
+    move_state,
+    purge_item,
+    records_by_pk,
+    rewrite_item,
+    save_vectors,
+    set_deleted,
+    set_restored,
+    to_record,
+    to_version,
+    versions_of,
+)
+
+__all__ = [
+    "EventSpec",
+    "NewItem",
+    "RetentionFigures",
+    "bump_revision",
+    "cached_vectors",
+    "count_embedded",
+    "cube_by_name",
+    "cube_names",
+    "ensure_cube",
+    "insert_items",
+    "item_by_id",
+    "live_by_hash",
+    "log_event",
+    "log_spec",
+    "mark_artifacts_stale",
+    "move_state",
+    "purge_item",
+    "records_by_pk",
+    "rewrite_item",
+    "save_vectors",
+    "set_deleted",
+    "set_restored",
+    "to_record",
+    "to_version",
+    "versions_of",
+]
