@@ -21,6 +21,7 @@ Results go to ``benchmarks/results/plaintext.json``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import resource
@@ -115,12 +116,13 @@ def measure(size: int, queries: int = 200) -> dict[str, object]:
             mem.add(f"single {i}: {text}", cube="bench")
             singles.append(time.perf_counter() - t0)
 
-        cube = mem._cube("bench")
+        cube = mem.core.cube("bench")
         index = mem.indexes.get(cube)  # load (rebuild) outside the timed loop
         mem.search("warm up", cube="bench")
-        plain = Retriever(
-            mem.db, embedder, mem.indexes, mem.config.with_(retention_weight=0.0), mem.recalls
-        )
+        # The same core with retention left out of the ranking.
+        plain_core = copy.copy(mem.core)
+        plain_core.config = mem.config.with_(retention_weight=0.0)
+        plain = Retriever(plain_core)
         floor, full, no_retention, context, unbatched = [], [], [], [], []
         for query in make_queries(queries):
             t0 = time.perf_counter()
@@ -138,7 +140,7 @@ def measure(size: int, queries: int = 200) -> dict[str, object]:
             context.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             mem.context(query, cube="bench", budget_tokens=256)
-            mem.recalls.flush()
+            mem.core.recalls.flush()
             unbatched.append(time.perf_counter() - t0)
         mem.close()
 

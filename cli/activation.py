@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from memos.cli.output import console, open_memos, print_json, table
+from memos.cli.output import Json, console, open_memos, print_json, table
 
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 kv_app = typer.Typer(help="KV-cache snapshots (the activation tier).", no_args_is_help=True)
 
 

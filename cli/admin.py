@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from memos.cli.output import CliError, console, open_memos, print_json, progress_bar, table
+from memos.cli.output import CliError, Json, console, open_memos, print_json, progress_bar, table
 
 from memos.config import MemosConfig
-
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 index_app = typer.Typer(help="Dense (FAISS) index maintenance.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from memos.cli.output import (
     CliError,
+    Json,
     console,
     open_memos,
     parse_pairs,
@@ -19,7 +20,6 @@ from memos.cli.output import (
 )
 
 Cube = Annotated[str, typer.Option("--cube", "-c", help="Cube name.")]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Tags = Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag (repeatable).")]
 Meta = Annotated[
     list[str] | None, typer.Option("--meta", "-m", help="Metadata key=value (repeatable).")

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from memos.cli.output import CliError, console, open_memos, print_json, short, table
+from memos.cli.output import CliError, Json, console, open_memos, print_json, short, table
 
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+from memos.records import State
+
 AnyCube = Annotated[str | None, typer.Option("--cube", "-c", help="Cube (default: all).")]
 plot_app = typer.Typer(help="Charts of memory over time.", no_args_is_help=True)
 HIST_WIDTH = 40
@@ -176,7 +177,7 @@ def inspect(ctx: typer.Context, cube: AnyCube = None, json_out: Json = False) ->
     from memos.lifecycle.inspection import inspect_store
 
     with open_memos(ctx) as memos:
-        found = inspect_store(memos, cube)
+        found = inspect_store(memos.core, cube)
     if json_out:
         print_json(found.to_dict())
         return
@@ -187,7 +188,7 @@ def inspect(ctx: typer.Context, cube: AnyCube = None, json_out: Json = False) ->
         )
     console.print(tiers)
     states = table("states", ["state", "items"])
-    for name in ("active", "warm", "cold", "archived", "forgotten", "deleted"):
+    for name in State:
         states.add_row(name, str(found.by_state.get(name, 0)))
     console.print(states)
     console.print(
@@ -232,5 +233,5 @@ def plot_retention(
             ids = [r.id for r in found[: min(top, MAX_ITEMS)]]
         if not ids:
             raise CliError("no items to plot")
-        path = draw(memos, ids, out, days)
+        path = draw(memos.core, ids, out, days)
     console.print(f"wrote {path} ({len(ids[:MAX_ITEMS])} item(s))")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from memos.config import MemosConfig
 
 console = Console()
 err_console = Console(stderr=True)
+
+#: The ``--json`` flag every command that reports takes.
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 class CliError(Exception):

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from memos.cli.output import CliError, console, open_memos, print_json, progress_bar, table
+from memos.cli.output import CliError, Json, console, open_memos, print_json, progress_bar, table
 
-from memos.parametric.training import TrainConfig
+from memos.parametric.config import TrainConfig
 
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 adapters_app = typer.Typer(help="Side-GLU adapters (the parametric tier).", no_args_is_help=True)
 
 

@@ -46,7 +46,7 @@ def main() -> None:
             if day % 7 == 0 or day == 90:
                 states = [mem.get(i.id).state for i in items.values()]
                 print(f"{day:>3}  " + "  ".join(f"{s:>9}" for s in states))
-        path = plot_retention(mem, [i.id for i in items.values()], args.out, horizon_days=20)
+        path = plot_retention(mem.core, [i.id for i in items.values()], args.out, horizon_days=20)
         print(f"retention curves: {path}")
 
 

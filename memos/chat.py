@@ -11,7 +11,7 @@ snapshots, made without them, are not used). Decoding is greedy.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +21,9 @@ from memos.errors import InvalidInputError
 from memos.plaintext.text import normalize_text
 
 if TYPE_CHECKING:
-    from memos.client import Memos
+    from memos.activation.tier import ActivationTier
     from memos.lm import LanguageModel
+    from memos.parametric.tier import ParametricTier
 
 
 @dataclass(frozen=True)
@@ -42,34 +43,40 @@ class Reply:
 
 
 def chat(
-    memos: Memos,
+    lm: LanguageModel,
+    activation: ActivationTier,
+    parametric: ParametricTier,
+    context: Callable[[str], str],
     message: str,
     *,
     cube: str,
     history: Sequence[dict[str, str]] = (),
     max_new_tokens: int = 64,
     use_snapshot: bool = True,
-    budget_tokens: int = 512,
 ) -> Reply:
-    """Answer ``message`` with the cube's memories (see module docstring)."""
+    """Answer ``message`` with the cube's memories (see module docstring).
+
+    ``context(message)`` gives the plaintext memory block used when no
+    snapshot serves the cube.
+    """
     text = normalize_text(message)
     if max_new_tokens < 1:
         raise InvalidInputError(f"max_new_tokens={max_new_tokens}; allowed: >= 1")
     turns = [*_checked(history), {"role": "user", "content": text}]
-    lm = memos.lm
     # Attached adapters change the weights a snapshot's KV was computed with,
     # so with any adapter on the model the memories are read as plaintext.
-    adapters = memos.parametric.sync(cube)
+    adapters = parametric.sync(cube)
     start = time.perf_counter()
-    found = memos.activation.usable(cube) if use_snapshot and not adapters else None
+    found = activation.usable(cube) if use_snapshot and not adapters else None
     if found is not None:
         info, snapshot = found
-        block = memos.activation.block_of(info.id)
+        block = activation.block_of(info.id)
         prefix_ids = snapshot.token_ids
         cache = restore(lm, snapshot)
     else:
-        context = memos.context(text, cube=cube, budget_tokens=budget_tokens).text
-        block = "\n".join([BLOCK_HEADER, *context.splitlines()[1:]]) if context else BLOCK_HEADER
+        found_text = context(text)
+        lines = found_text.splitlines()[1:]
+        block = "\n".join([BLOCK_HEADER, *lines]) if found_text else BLOCK_HEADER
         prefix_ids, cache = [], None
     full = lm.chat_text([*prefix_messages(block), *turns], add_generation_prompt=True)
     head = prefix_text(lm, block)

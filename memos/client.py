@@ -10,31 +10,26 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from memos import store
-from memos.activation.tier import ActivationTier, SnapshotInfo
-from memos.chat import Reply, chat
-from memos.clock import Clock, SystemClock, as_utc
+from memos.clock import Clock, as_utc
 from memos.config import MemosConfig
+from memos.core import Core
 from memos.errors import InvalidInputError, UnknownItemError
 from memos.lifecycle.decay import StateChange, apply_decay, plan_decay
-from memos.lifecycle.recall import RecallLog
-from memos.lm import LanguageModel, load_lm
-from memos.parametric.tier import AdapterInfo, ParametricTier
-from memos.parametric.training import TrainConfig
+from memos.model_tiers import DEFAULT_CUBE, ModelTiers
 from memos.plaintext import ingest
 from memos.plaintext.context import approx_tokens, assemble_context
-from memos.plaintext.embedder import Embedder, SentenceTransformerEmbedder
 from memos.plaintext.filters import SearchFilter
-from memos.plaintext.indexes import IndexManager, Progress
 from memos.plaintext.retrieval import Retriever
-from memos.plaintext.writer import Writer, record_of
+from memos.plaintext.text import normalize_text
+from memos.plaintext.writer import Writer
 from memos.records import (
     ContextBlock,
     CubeStats,
@@ -42,16 +37,19 @@ from memos.records import (
     MemoryRecord,
     MemoryVersion,
     SearchHit,
+    State,
 )
-from memos.scheduler.runner import BackgroundScheduler, Scheduler
-from memos.store import schema
-from memos.store.db import Database
-from memos.store.models import Cube, Item, ItemTag, ItemVersion
+from memos.scheduler.runner import Scheduler
+from memos.store.models import Item
 
-DEFAULT_CUBE = "default"
+if TYPE_CHECKING:
+    from memos.lm import LanguageModel
+    from memos.plaintext.embedder import Embedder
+    from memos.plaintext.indexes import IndexManager, Progress
+    from memos.store.db import Database
 
 
-class Memos:
+class Memos(ModelTiers):
     """Agent memory backed by a database, an embedder and per-cube indexes.
 
     Args:
@@ -77,32 +75,37 @@ class Memos:
         token_counter: Callable[[str], int] | None = None,
         lm: LanguageModel | None = None,
     ) -> None:
-        self.config = config or MemosConfig.from_env()
-        self.config.home.mkdir(parents=True, exist_ok=True)
-        self.clock = clock or SystemClock()
-        self.db = Database(self.config.url, self.config.busy_timeout_s)
-        schema.ensure_current(self.db)
-        self.embedder = embedder or SentenceTransformerEmbedder(
-            self.config.embedder, batch_size=self.config.embed_batch_size
-        )
-        self.indexes = IndexManager(
-            self.db,
-            self.embedder,
-            self.config.index_dir,
-            self.config.index_kind,
-            self.config.hnsw_m,
-        )
-        self.recalls = RecallLog(self.db, self.config.retention, self.config.recall_flush_s)
-        self.retriever = Retriever(self.db, self.embedder, self.indexes, self.config, self.recalls)
-        self.writer = Writer(self.db, self.embedder, self.indexes, self.clock, self.config)
+        self.core = Core(config or MemosConfig.from_env(), embedder=embedder, clock=clock, lm=lm)
+        self.writer = Writer(self.core)
+        self.retriever = Retriever(self.core)
         self.count_tokens = token_counter or approx_tokens
-        self._lm = lm
-        self.activation = ActivationTier(self)
-        self.parametric = ParametricTier(self)
-        self.scheduler = Scheduler(self)
-        self._background: BackgroundScheduler | None = None
+        self.scheduler = Scheduler(self.core, lambda: self.activation, lambda: self.parametric)
+        ModelTiers.__init__(self, self.core)
         self._closed = False
         self._lock = threading.Lock()
+
+    # -- the shared services, read from the core ------------------------------
+
+    @property
+    def config(self) -> MemosConfig:
+        """The settings every part reads (one config, held by the core)."""
+        return self.core.config
+
+    @property
+    def clock(self) -> Clock:
+        return self.core.clock
+
+    @property
+    def db(self) -> Database:
+        return self.core.db
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.core.embedder
+
+    @property
+    def indexes(self) -> IndexManager:
+        return self.core.indexes
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -113,25 +116,14 @@ class Memos:
             if self._closed:
                 return
             self._closed = True
-        if self._background is not None:
-            self._background.stop()
-        self.recalls.close()
-        self.indexes.save_all()
-        self.db.dispose()
+        self.stop_scheduler()
+        self.core.close()
 
     def __enter__(self) -> Memos:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def lm(self) -> LanguageModel:
-        """The language model, loaded on first use."""
-        with self._lock:
-            if self._lm is None:
-                self._lm = load_lm(self.config.lm, self.config.home)
-            return self._lm
 
     # -- cubes ---------------------------------------------------------------
 
@@ -145,11 +137,6 @@ class Memos:
         """Names of all cubes."""
         with self.db.read() as session:
             return store.cube_names(session)
-
-    def _cube(self, name: str) -> Cube:
-        ingest.check_cube_name(name)
-        with self.db.read() as session:
-            return store.cube_by_name(session, name)
 
     # -- writing -------------------------------------------------------------
 
@@ -242,9 +229,9 @@ class Memos:
 
     def get(self, item_id: str) -> MemoryRecord:
         """The item with this id (soft-deleted ones included, with state ``deleted``)."""
-        self.recalls.flush()
+        self.core.recalls.flush()
         with self.db.read() as session:
-            return record_of(session, store.item_by_id(session, item_id))
+            return store.record_of(session, store.item_by_id(session, item_id))
 
     def history(self, item_id: str) -> list[MemoryVersion]:
         """Every version of an item, oldest first."""
@@ -266,11 +253,9 @@ class Memos:
         ``mode`` is ``"hybrid"`` (dense + keyword), ``"dense"`` or ``"keyword"``;
         ``filter`` is a :class:`SearchFilter` or a dict of its fields.
         """
-        from memos.plaintext.text import normalize_text
-
         text = normalize_text(query, self.config.max_text_chars)
         flt = SearchFilter.from_value(filter)
-        return self.retriever.search(self._cube(cube), text, k, flt, mode, self.clock.now())
+        return self.retriever.search(self.core.cube(cube), text, k, flt, mode, self.clock.now())
 
     def context(
         self,
@@ -293,7 +278,7 @@ class Memos:
             raise InvalidInputError(f"budget_tokens={budget_tokens!r}; allowed: an integer >= 1")
         hits = self.search(query, cube=cube, k=k, filter=filter)
         block = assemble_context(hits, budget_tokens, self.count_tokens)
-        self.recalls.record((item.id for item in block.items), self.clock.now())
+        self.core.recalls.record((item.id for item in block.items), self.clock.now())
         return block
 
     def mark_used(self, item_ids: Iterable[str]) -> None:
@@ -305,12 +290,14 @@ class Memos:
         ids = [item_ids] if isinstance(item_ids, str) else list(item_ids)
         with self.db.read() as session:
             known = set(
-                session.scalars(select(Item.id).where(Item.id.in_(ids), Item.state != "deleted"))
+                session.scalars(
+                    select(Item.id).where(Item.id.in_(ids), Item.state != State.DELETED)
+                )
             )
         unknown = [i for i in ids if i not in known]
         if unknown:
             raise UnknownItemError(f"no memory item with id {unknown[0]!r}")
-        self.recalls.record(ids, self.clock.now())
+        self.core.recalls.record(ids, self.clock.now())
 
     def list(
         self,
@@ -323,7 +310,7 @@ class Memos:
         """Items of a cube, newest first."""
         if limit < 1 or offset < 0:
             raise InvalidInputError("limit must be >= 1 and offset >= 0")
-        cube_row = self._cube(cube)
+        cube_row = self.core.cube(cube)
         flt = SearchFilter.from_value(filter)
         with self.db.read() as session:
             stmt = (
@@ -343,7 +330,7 @@ class Memos:
         batch: int = 500,
     ) -> Iterator[MemoryRecord]:
         """Every matching item of a cube, oldest first, read in batches."""
-        cube_row = self._cube(cube)
+        cube_row = self.core.cube(cube)
         flt = SearchFilter.from_value(filter)
         last = 0
         while True:
@@ -363,104 +350,23 @@ class Memos:
 
     def stats(self, cube: str = DEFAULT_CUBE) -> CubeStats:
         """Counts by state, versions, tags, embeddings and index figures of a cube."""
-        self.recalls.flush()
-        cube_row = self._cube(cube)
+        self.core.recalls.flush()
+        cube_row = self.core.cube(cube)
         with self.db.read() as session:
-            by_state = dict(
-                session.execute(
-                    select(Item.state, func.count())
-                    .where(Item.cube_pk == cube_row.pk)
-                    .group_by(Item.state)
-                ).all()
-            )
-            versions = session.scalar(
-                select(func.count())
-                .select_from(ItemVersion)
-                .join(Item)
-                .where(Item.cube_pk == cube_row.pk)
-            )
-            tags = session.scalar(
-                select(func.count(func.distinct(ItemTag.tag)))
-                .join(Item)
-                .where(Item.cube_pk == cube_row.pk)
-            )
-            span = session.execute(
-                select(func.min(Item.created_at), func.max(Item.created_at)).where(
-                    Item.cube_pk == cube_row.pk
-                )
-            ).one()
-            embedded = store.count_embedded(session, cube_row.pk, self.embedder.fingerprint)
+            counts = store.cube_counts(session, cube_row.pk, self.embedder.fingerprint)
         index = self.indexes.get(cube_row)
         return CubeStats(
             cube=cube,
-            items=sum(by_state.values()),
-            by_state=by_state,
-            versions=int(versions or 0),
-            tags=int(tags or 0),
-            embedded=embedded,
+            items=sum(counts.by_state.values()),
+            by_state=counts.by_state,
+            versions=counts.versions,
+            tags=counts.tags,
+            embedded=counts.embedded,
             index_entries=len(index),
             index_revision=index.revision,
             revision=cube_row.revision,
-            oldest=_utc(span[0]),
-            newest=_utc(span[1]),
-        )
-
-    # -- generation and snapshots ------------------------------------------------
-
-    def chat(
-        self,
-        message: str,
-        *,
-        cube: str = DEFAULT_CUBE,
-        history: Sequence[dict[str, str]] = (),
-        max_new_tokens: int = 64,
-        use_snapshot: bool = True,
-    ) -> Reply:
-        """Answer with the cube's memories: from its newest valid KV snapshot when
-        there is one (no prefill of the memories), else from plaintext context."""
-        return chat(
-            self,
-            message,
-            cube=cube,
-            history=history,
-            max_new_tokens=max_new_tokens,
-            use_snapshot=use_snapshot,
-        )
-
-    def build_snapshot(
-        self,
-        cube: str = DEFAULT_CUBE,
-        *,
-        query: str | None = None,
-        items: Sequence[MemoryRecord] | None = None,
-        max_tokens: int = 1024,
-        dtype: str = "float32",
-    ) -> SnapshotInfo:
-        """Snapshot the KV cache of a block of memories (the given items, the best
-        for ``query``, or the newest), within ``max_tokens``."""
-        return self.activation.build(
-            cube, items=items, query=query, max_tokens=max_tokens, dtype=dtype
-        )
-
-    def consolidate(
-        self,
-        cube: str = DEFAULT_CUBE,
-        *,
-        items: Sequence[MemoryRecord] | None = None,
-        filter: SearchFilter | Mapping[str, Any] | None = None,
-        progress: Progress | None = None,
-        **train_options: Any,
-    ) -> AdapterInfo:
-        """Train a side-GLU adapter on memories (given, or the cube's matching ``filter``).
-
-        ``train_options`` are :class:`memos.parametric.training.TrainConfig` fields
-        (``rank``, ``layers``, ``steps``, ``lr``, ``locality_weight``, ...).
-        Attach the result with ``mem.parametric.attach(info.id)``.
-        """
-        if items is None and filter is not None:
-            items = list(self.iterate(cube=cube, filter=filter))
-        return self.parametric.consolidate(
-            cube, items=items, config=TrainConfig(**train_options), progress=progress
+            oldest=as_utc(counts.oldest),
+            newest=as_utc(counts.newest),
         )
 
     # -- lifecycle ------------------------------------------------------------
@@ -477,31 +383,19 @@ class Memos:
         ``now`` defaults to the clock; with ``dry_run`` nothing is written.
         Returns the moves (planned ones on a dry run).
         """
-        self.recalls.flush()
+        self.core.recalls.flush()
         at = as_utc(now) or self.clock.now()
-        cube_pk = self._cube(cube).pk if cube is not None else None
+        cube_pk = self.core.cube(cube).pk if cube is not None else None
         changes = plan_decay(self.db, self.config.retention, at, cube_pk)
         if not dry_run and changes:
             apply_decay(self.db, changes, at, "decay")
         return changes
 
-    def start_scheduler(
-        self, every_minutes: float | None = None, *, cube: str | None = None
-    ) -> BackgroundScheduler:
-        """Run the tier scheduler in a background thread every ``every_minutes``
-        (default ``config.scheduler.interval_minutes``); :meth:`close` stops it."""
-        with self._lock:
-            if self._background is not None and self._background.running:
-                raise InvalidInputError("the background scheduler is already running")
-            minutes = every_minutes or self.config.scheduler.interval_minutes
-            self._background = BackgroundScheduler(self, minutes * 60, cube).start()
-            return self._background
-
     # -- maintenance ----------------------------------------------------------
 
     def rebuild_index(self, cube: str = DEFAULT_CUBE, progress: Progress | None = None) -> int:
         """Rebuild a cube's dense index from the database; returns its size."""
-        cube_row = self._cube(cube)
+        cube_row = self.core.cube(cube)
         index = self.indexes.rebuild(cube_row, progress)
         self.db.write(
             lambda s: store.log_event(
@@ -518,7 +412,7 @@ class Memos:
         """Write items (every state, with versions) as JSON lines; returns the count."""
         from memos.store.transfer import export_items
 
-        return export_items(self, out, cube)
+        return export_items(self.db, out, cube)
 
     def import_jsonl(
         self, source: str | Path | IO[str], *, cube: str | None = None
@@ -526,8 +420,4 @@ class Memos:
         """Read an export back (ids, versions and figures kept); existing ids are skipped."""
         from memos.store.transfer import import_items
 
-        return import_items(self, source, cube)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return as_utc(value)
+        return import_items(self.writer, source, cube)

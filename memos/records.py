@@ -4,10 +4,38 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
-STATES = ("active", "warm", "cold", "archived", "forgotten", "deleted")
-SEARCHABLE_STATES = ("active", "warm", "cold")
+
+class State(str, Enum):
+    """Where an item stands in its lifecycle (stored as its value).
+
+    Decay moves an item down ``active → warm → cold → archived → forgotten``;
+    a recall or restore moves it back to ``active``. ``deleted`` is a soft
+    delete. Members compare equal to their string values.
+    """
+
+    ACTIVE = "active"
+    WARM = "warm"
+    COLD = "cold"
+    ARCHIVED = "archived"
+    FORGOTTEN = "forgotten"
+    DELETED = "deleted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STATES = tuple(State)
+#: States plain searches see.
+SEARCHABLE_STATES = (State.ACTIVE, State.WARM, State.COLD)
+#: The order decay moves items down.
+DECAY_ORDER = (State.ACTIVE, State.WARM, State.COLD, State.ARCHIVED, State.FORGOTTEN)
+#: States ``restore`` brings back to active.
+RESTORABLE = (State.DELETED, State.FORGOTTEN, State.ARCHIVED)
+#: States a recall lifts back to active.
+REACTIVATED = (State.WARM, State.COLD, State.ARCHIVED)
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 
-# Triton kernels run under the interpreter on CPU; it must be set before the
-# kernels are defined (memos.kernels reads it at import).
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch
+
+# Without CUDA, Triton kernels run under the interpreter; it must be set before
+# the kernels are defined (memos.kernels reads it at import). With CUDA the
+# tests run the real compiled kernels.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import shutil
 import socket

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,35 +12,9 @@ import numpy as np
 from memos.client import Memos
 from memos.clock import ManualClock
 from memos.config import MemosConfig
+from memos.plaintext.embedder import HashingEmbedder
 
 _WORD = re.compile(r"\w+")
-
-
-class HashingEmbedder:
-    """A small deterministic embedder: signed feature hashing of words and bigrams.
-
-    Real enough for fast unit tests (texts sharing words are similar); the
-    real model is exercised by the tests marked ``real_model``.
-    """
-
-    def __init__(self, dim: int = 64) -> None:
-        self.dim = dim
-        self.fingerprint = f"hash:{dim}"
-        self.calls = 0
-        self.texts_seen = 0
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls += 1
-        self.texts_seen += len(texts)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            words = _WORD.findall(text.lower())
-            for feature in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
-                digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
-                bucket = int.from_bytes(digest[:4], "little") % self.dim
-                out[row, bucket] += 1.0 if digest[4] & 1 else -1.0
-            out[row, (len(text) * 7) % self.dim] += 0.01  # never all-zero
-        return out
 
 
 class BrokenEmbedder(HashingEmbedder):

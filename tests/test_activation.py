@@ -139,7 +139,7 @@ def test_other_models_snapshot_is_not_used(mem: Memos) -> None:
 
 def test_budget_evicts_least_recently_used(mem: Memos) -> None:
     first = mem.build_snapshot("priya", max_tokens=64)
-    mem.config = mem.config.with_(kv_budget_bytes=first.byte_size + 1)
+    mem.core.config = mem.config.with_(kv_budget_bytes=first.byte_size + 1)
     mem.activation.usable("priya")
     second = mem.build_snapshot("priya", query="parrot", max_tokens=64)
     assert [s.id for s in mem.activation.snapshots("priya")] == [second.id]

@@ -1,4 +1,9 @@
-"""The ``memos`` CLI on the real default embedder, with an isolated MEMOS_HOME."""
+"""The ``memos`` CLI with an isolated MEMOS_HOME.
+
+Most commands run on the model-free hashing embedder (``--embedder hashing``);
+the tests marked ``real_model`` run on the real default embedder, where search
+quality is what they check.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,16 @@ import pytest
 from memos.cli.main import app
 from typer.testing import CliRunner
 
-pytestmark = pytest.mark.real_model
-
 
 @pytest.fixture
-def run(tmp_path: Path):  # type: ignore[no-untyped-def]
+def run(tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     runner = CliRunner()
     home = tmp_path / "home"
+    real = request.node.get_closest_marker("real_model") is not None
+    embedder = [] if real else ["--embedder", "hashing"]
 
     def invoke(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
-        return runner.invoke(app, ["--home", str(home), *args], input=input)
+        return runner.invoke(app, ["--home", str(home), *embedder, *args], input=input)
 
     return invoke
 
@@ -28,6 +33,7 @@ def _json(result) -> object:  # type: ignore[no-untyped-def]
     return json.loads(result.stdout)
 
 
+@pytest.mark.real_model
 def test_add_search_show_history_rm(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     added = _json(
         run(
@@ -121,6 +127,7 @@ def test_invalid_utf8_file(run, tmp_path: Path) -> None:  # type: ignore[no-unty
     assert result.exit_code == 1 and "not valid UTF-8" in result.stderr
 
 
+@pytest.mark.real_model
 def test_demo(run) -> None:  # type: ignore[no-untyped-def]
     results = _json(run("demo", "--json"))
     answers = {q: hits[0]["text"] for q, hits in results.items()}

@@ -54,7 +54,7 @@ def test_parallel_processes_lose_nothing(tmp_path: Path) -> None:
     for w in range(workers):
         tagged = mem.list(filter={"tags": [f"w{w}"]}, limit=1000)
         assert len(tagged) == per
-    assert len(mem.indexes.get(mem._cube("default"))) == stats.items
+    assert len(mem.indexes.get(mem.core.cube("default"))) == stats.items
     mem.close()
 
 

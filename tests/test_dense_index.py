@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memos.plaintext.dense_index import DenseIndex, IndexFileError, IndexIdentity
+from memos.errors import IndexFileError
+from memos.plaintext.dense_index import DenseIndex, IndexIdentity
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:

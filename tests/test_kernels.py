@@ -7,7 +7,8 @@ import torch
 from helpers import assert_close
 from memos.kernels import side_glu as sg
 
-# Real kernels on CUDA; on the CPU, the Triton interpreter (conftest sets TRITON_INTERPRET=1).
+# Compiled kernels on CUDA; on the CPU, the Triton interpreter (conftest sets
+# TRITON_INTERPRET=1 only when CUDA is absent).
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = [
     pytest.mark.skipif(sg.triton is None, reason="triton is not installed"),

@@ -106,9 +106,9 @@ def test_context_counts_as_recall_but_search_does_not(mem: Memos) -> None:
     mem.search("wifi password")
     assert mem.get(item.id).access_count == 0
     mem.context("wifi password")
-    assert mem.recalls.pending() == 1  # buffered, not written on the read path
+    assert mem.core.recalls.pending() == 1  # buffered, not written on the read path
     assert mem.get(item.id).access_count == 1  # reads flush first
-    assert mem.recalls.pending() == 0
+    assert mem.core.recalls.pending() == 0
     with pytest.raises(UnknownItemError):
         mem.mark_used(["no-such-id"])
 

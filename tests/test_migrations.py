@@ -82,3 +82,8 @@ def test_a_0001_database_upgrades_to_head_keeping_its_items(tmp_path: Path) -> N
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM cubes")).scalar() == "default"
     db.dispose()
+
+
+def test_the_fast_head_constant_matches_the_migration_scripts(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    assert schema.head_revision(db) == schema.HEAD

@@ -15,7 +15,7 @@ from memos.clock import ManualClock
 from memos.config import MemosConfig
 from memos.lm import LanguageModel
 from memos.parametric import side_memory as sm
-from memos.parametric.training import TrainConfig, _epoch, train_memories, training_pairs
+from memos.parametric.training import TrainConfig, epoch_batches, train_memories, training_pairs
 
 pytestmark = pytest.mark.real_model
 
@@ -30,7 +30,7 @@ def mem(tmp_path: Path, lm: LanguageModel):  # type: ignore[no-untyped-def]
     )
     memos.add_many(FACTS, cube="facts")
     yield memos
-    for adapter_id in list(memos.parametric._on_model):
+    for adapter_id in list(memos.parametric.on_model):
         memos.parametric.detach(adapter_id)
     memos.close()
 
@@ -52,7 +52,7 @@ def test_chat_models_also_learn_a_chat_form() -> None:
 
 def test_an_epoch_visits_every_example_once_in_batches_of_like_length() -> None:
     examples = [([0] * n, [-100] * n) for n in (3, 9, 3, 9, 3, 9, 5)]
-    batches = _epoch(examples, 3, torch.Generator().manual_seed(0))
+    batches = epoch_batches(examples, 3, torch.Generator().manual_seed(0))
     assert sorted(len(ids) for batch in batches for ids, _ in batch) == [3, 3, 3, 5, 9, 9, 9]
     assert sorted(sorted(len(ids) for ids, _ in batch) for batch in batches) == [
         [3, 3, 3],

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from memos import Memos
 from memos.clock import ManualClock
 from memos.config import MemosConfig
+from memos.errors import SchedulerBusyError
 from memos.lm import LanguageModel
 from memos.scheduler.policy import SchedulerPolicy
-from memos.scheduler.runner import SchedulerBusyError
 from memos.store.models import Event, Job
 
 DAY = timedelta(days=1)
@@ -59,8 +59,8 @@ def test_decay_and_eviction_plan_then_nothing_left_to_do(tmp_path: Path) -> None
     mem.add("the gate code is 1234")
     plan = mem.scheduler.plan()
     assert [s.kind for s in plan.steps] == ["decay"]
-    (change,) = plan.steps[0].payload["changes"]
-    assert (change["item_id"], change["old"], change["new"]) == (old.id, "active", "cold")
+    (change,) = plan.steps[0].changes
+    assert (change.item_id, change.old, change.new) == (old.id, "active", "cold")
     assert plan.steps[0].summary() == "1 active→cold"
     assert mem.get(old.id).state == "active"  # planning writes nothing
 
@@ -80,7 +80,7 @@ def test_decay_and_eviction_plan_then_nothing_left_to_do(tmp_path: Path) -> None
 
 def test_a_second_run_waits_for_the_lock(tmp_path: Path) -> None:
     mem = open_mem(tmp_path)
-    with mem.scheduler._lock(0), pytest.raises(SchedulerBusyError, match="another scheduler"):
+    with mem.scheduler.lock(0), pytest.raises(SchedulerBusyError, match="another scheduler"):
         mem.scheduler.run()
     mem.close()
 
@@ -106,7 +106,7 @@ def test_promoted_snapshot_is_used_by_the_next_chat(tmp_path: Path, lm: Language
     recall(mem, hot, 3)
     plan = mem.scheduler.plan()
     (step,) = plan.steps
-    assert step.kind == "promote_snapshot" and sorted(step.payload["items"]) == sorted(hot)
+    assert step.kind == "promote_snapshot" and sorted(step.items) == sorted(hot)
     report = mem.scheduler.run()
     (job,) = report.jobs
     assert job.status == "done", job.error
@@ -124,7 +124,7 @@ def test_promoted_snapshot_is_used_by_the_next_chat(tmp_path: Path, lm: Language
 
     tick(mem, 15)  # unused for longer than snapshot_idle_days: evicted
     (evict,) = [s for s in mem.scheduler.plan().steps if s.kind == "evict_snapshot"]
-    assert evict.payload["artifact"] == snapshot.id and evict.rule.startswith("idle")
+    assert evict.artifact == snapshot.id and evict.rule.startswith("idle")
     mem.close()
 
 
@@ -141,9 +141,7 @@ def test_scheduled_consolidation_end_to_end(tmp_path: Path, lm: LanguageModel) -
     items = mem.add_many(FACTS[:3])
     recall(mem, [i.id for i in items[:2]], 2)
     (step,) = mem.scheduler.plan().steps
-    assert step.kind == "consolidate" and sorted(step.payload["items"]) == sorted(
-        i.id for i in items[:2]
-    )
+    assert step.kind == "consolidate" and sorted(step.items) == sorted(i.id for i in items[:2])
     (job,) = mem.scheduler.run().jobs
     assert job.status == "done", job.error
     (adapter,) = mem.parametric.adapters()
@@ -171,16 +169,16 @@ CHILD = textwrap.dedent(
     from memos import Memos
     from memos.clock import ManualClock
     from memos.config import MemosConfig
-    from memos.scheduler.runner import Scheduler
+    from memos.scheduler import jobs
 
-    finish = Scheduler._finish
+    finish = jobs.finish
 
-    def crash_after_promote(self, job_id, status, result, error):
+    def crash_after_promote(db, job_id, status, result, error, now):
         if "artifact" in result:  # the snapshot is built and registered: die now
             os.kill(os.getpid(), signal.SIGKILL)
-        return finish(self, job_id, status, result, error)
+        return finish(db, job_id, status, result, error, now)
 
-    Scheduler._finish = crash_after_promote
+    jobs.finish = crash_after_promote
     clock = ManualClock()
     clock.set(datetime.fromisoformat({now!r}))
     mem = Memos(MemosConfig(home={home!r}, lm={lm!r}), embedder=HashingEmbedder(), clock=clock)

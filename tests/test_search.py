@@ -11,7 +11,7 @@ import pytest
 from helpers import open_memos
 
 from memos.client import Memos
-from memos.plaintext.indexes import IndexRebuiltWarning
+from memos.errors import IndexRebuiltWarning
 
 FACTS = [
     "Alice drinks green tea every morning",
@@ -102,14 +102,14 @@ def test_second_instance_sees_changes_through_revision(tmp_path: Path) -> None:
         victim = b.search("cello", k=1)[0].item.id
         a.purge(victim)
         assert all(h.item.id != victim for h in b.search("cello orchestra", k=10))
-        assert len(b.indexes.get(b._cube("default"))) == len(FACTS) - 1
+        assert len(b.indexes.get(b.core.cube("default"))) == len(FACTS) - 1
     finally:
         a.close()
         b.close()
 
 
 def _index_file(mem: Memos) -> Path:
-    return mem.indexes.path(mem._cube("default").id)
+    return mem.indexes.path(mem.core.cube("default").id)
 
 
 def test_index_file_is_reused_then_caught_up(tmp_path: Path) -> None:
@@ -200,7 +200,7 @@ def test_threads_share_one_instance(mem: Memos) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(work, range(4)))
     assert mem.stats().items == 40
-    assert len(mem.indexes.get(mem._cube("default"))) == 40
+    assert len(mem.indexes.get(mem.core.cube("default"))) == 40
 
 
 def test_archived_items_are_hidden_unless_asked(mem: Memos) -> None:
@@ -214,7 +214,7 @@ def test_archived_items_are_hidden_unless_asked(mem: Memos) -> None:
     target = records[1]
 
     def archive(session):  # type: ignore[no-untyped-def]
-        revision = store.bump_revision(session, mem._cube("default").pk)
+        revision = store.bump_revision(session, mem.core.cube("default").pk)
         session.execute(
             update(Item).where(Item.id == target.id).values(state="archived", change_seq=revision)
         )

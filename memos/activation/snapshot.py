@@ -18,21 +18,17 @@ import json
 import mmap
 import os
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memos.errors import MemosError
+from memos.errors import SnapshotError
+from memos.store.files import atomic_path
 
 DTYPES = ("float32", "float16", "bfloat16")
 # Files whose bytes matched their SHA-256, by (path, inode, size, mtime_ns).
 _VERIFIED: dict[tuple[str, int, int, int], str] = {}
 _VERIFIED_LOCK = threading.Lock()
-
-
-class SnapshotError(MemosError):
-    """A snapshot file is missing, damaged, or made for another model."""
 
 
 @dataclass(frozen=True)
@@ -100,15 +96,9 @@ def save(snapshot: Snapshot, path: Path, extra: dict[str, str] | None = None) ->
         "dtype": snapshot.dtype,
         **(extra or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file(snapshot.tensors, str(tmp), metadata=meta)
-        digest = file_sha256(tmp)
-        size = tmp.stat().st_size
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        digest, size = file_sha256(tmp), tmp.stat().st_size
     return digest, size
 
 

@@ -24,14 +24,14 @@ from sqlalchemy import select
 
 from memos import store
 from memos.activation import snapshot as kv_snapshot
-from memos.activation.snapshot import Snapshot, SnapshotError
-from memos.errors import InvalidInputError, NotFoundError
-from memos.records import MemoryRecord
+from memos.activation.snapshot import Snapshot
+from memos.errors import InvalidInputError, NotFoundError, SnapshotError, UnknownSnapshotError
+from memos.records import MemoryRecord, State
 from memos.store import artifacts
 from memos.store.models import Artifact, ArtifactSource, Item
 
 if TYPE_CHECKING:
-    from memos.client import Memos
+    from memos.core import Core
     from memos.lm import LanguageModel
 
 KIND = "kv"
@@ -45,10 +45,6 @@ def block_text(texts: Sequence[str]) -> str:
 
 def prefix_messages(block: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": block}]
-
-
-class UnknownSnapshotError(NotFoundError):
-    """No snapshot has this id."""
 
 
 @dataclass(frozen=True)
@@ -80,26 +76,25 @@ class SnapshotInfo:
 class ActivationTier:
     """Builds, lists, checks, evicts and hands out KV snapshots of one memos store."""
 
-    def __init__(self, memos: Memos) -> None:
-        self.memos = memos
+    def __init__(self, core: Core) -> None:
+        self.core = core
 
     @property
     def folder(self) -> Path:
-        return self.memos.config.home / "kv"
+        return self.core.config.home / "kv"
 
     def build(
         self,
         cube: str,
+        items: Sequence[MemoryRecord],
         *,
-        items: Sequence[MemoryRecord] | None = None,
-        query: str | None = None,
         max_tokens: int = 1024,
         dtype: str = "float32",
         artifact_id: str | None = None,
         reason: str | None = None,
         meta: dict[str, Any] | None = None,
     ) -> SnapshotInfo:
-        """Snapshot a block of the cube's memories (given, found by ``query``, or newest).
+        """Snapshot a block of the given memories of ``cube`` (the first that fit).
 
         ``artifact_id`` names the snapshot (a scheduler job passes a fixed one,
         so a retried job rewrites the same file); ``reason`` goes in its event,
@@ -107,14 +102,14 @@ class ActivationTier:
         """
         if max_tokens < 16:
             raise InvalidInputError(f"max_tokens={max_tokens}; allowed: >= 16")
-        lm = self.memos.lm
-        chosen = list(items) if items is not None else self._choose(cube, query)
+        lm = self.core.lm
+        chosen = list(items)
         if not chosen:
             raise InvalidInputError(f"cube {cube!r} has no memories to snapshot")
         chosen, ids = self._fit(lm, chosen, max_tokens)
         snapshot = kv_snapshot.prefill(lm, ids, dtype)
         artifact_id = artifact_id or str(uuid.uuid4())
-        cube_row = self.memos._cube(cube)
+        cube_row = self.core.cube(cube)
         path = self.folder / cube_row.id / f"{artifact_id}.safetensors"
         sha, size = kv_snapshot.save(snapshot, path)
         meta = {
@@ -126,12 +121,12 @@ class ActivationTier:
             "last_used_at": None,
         }
         artifacts.register(
-            self.memos.db,
+            self.core.db,
             cube_row,
             artifacts.NewArtifact(artifact_id, KIND, path, sha, size, lm.fingerprint, meta),
             chosen,
             store.EventSpec(
-                self.memos.clock.now(),
+                self.core.clock.now(),
                 "kv.build",
                 reason=reason,
                 from_tier="plaintext",
@@ -146,11 +141,6 @@ class ActivationTier:
         )
         self.enforce_budget(cube)
         return self.info(artifact_id)
-
-    def _choose(self, cube: str, query: str | None) -> list[MemoryRecord]:
-        if query:
-            return [hit.item for hit in self.memos.search(query, cube=cube, k=100)]
-        return self.memos.list(cube=cube, limit=500)
 
     def _fit(
         self, lm: LanguageModel, chosen: list[MemoryRecord], max_tokens: int
@@ -170,8 +160,8 @@ class ActivationTier:
 
     def snapshots(self, cube: str | None = None) -> list[SnapshotInfo]:
         """Snapshots of a cube (all cubes when ``None``), newest first."""
-        cube_pk = self.memos._cube(cube).pk if cube is not None else None
-        return [_info(a, name) for a, name in artifacts.rows(self.memos.db, KIND, cube_pk)]
+        cube_pk = self.core.cube(cube).pk if cube is not None else None
+        return [_info(a, name) for a, name in artifacts.rows(self.core.db, KIND, cube_pk)]
 
     def info(self, artifact_id: str) -> SnapshotInfo:
         for snapshot in self.snapshots():
@@ -182,7 +172,7 @@ class ActivationTier:
     def remove(self, artifact_id: str, reason: str = "user") -> None:
         """Delete a snapshot's file and registration."""
         event = store.EventSpec(
-            self.memos.clock.now(),
+            self.core.clock.now(),
             "kv.remove",
             reason=reason,
             from_tier="activation",
@@ -190,14 +180,14 @@ class ActivationTier:
             details={"artifact": artifact_id},
         )
         try:
-            path = artifacts.remove(self.memos.db, KIND, artifact_id, event)
+            path = artifacts.remove(self.core.db, KIND, artifact_id, event)
         except NotFoundError:
             raise UnknownSnapshotError(f"no snapshot with id {artifact_id!r}") from None
         path.unlink(missing_ok=True)
 
     def enforce_budget(self, cube: str) -> list[str]:
         """Evict stale, then least recently used, snapshots until the cube fits its budget."""
-        budget = self.memos.config.kv_budget_bytes
+        budget = self.core.config.kv_budget_bytes
         snapshots = self.snapshots(cube)
         order = sorted(
             snapshots, key=lambda s: (not s.stale, s.last_used_at or s.created_at.isoformat())
@@ -214,7 +204,7 @@ class ActivationTier:
 
     def usable(self, cube: str) -> tuple[SnapshotInfo, Snapshot] | None:
         """The newest valid snapshot of the cube for the loaded model, loaded and checked."""
-        lm = self.memos.lm
+        lm = self.core.lm
         for info in self.snapshots(cube):
             if info.stale:
                 continue
@@ -237,34 +227,34 @@ class ActivationTier:
         return None
 
     def _sources_current(self, artifact_id: str) -> bool:
-        with self.memos.db.read() as session:
+        with self.core.db.read() as session:
             rows = session.execute(
                 select(ArtifactSource.content_hash, Item.content_hash, Item.state)
                 .join(Artifact, Artifact.pk == ArtifactSource.artifact_pk)
                 .outerjoin(Item, Item.id == ArtifactSource.item_id)
                 .where(Artifact.id == artifact_id)
             ).all()
-        return all(built == now and state != "deleted" for built, now, state in rows)
+        return all(built == now and state != State.DELETED for built, now, state in rows)
 
     def _mark_stale(self, artifact_id: str, why: str) -> None:
         def work(session: Any) -> None:
             artifact = session.scalar(select(Artifact).where(Artifact.id == artifact_id))
             artifact.stale, artifact.stale_reason = True, why
 
-        self.memos.db.write(work)
+        self.core.db.write(work)
 
     def block_of(self, artifact_id: str) -> str:
         """The memory block a snapshot caches."""
-        with self.memos.db.read() as session:
+        with self.core.db.read() as session:
             meta = session.scalar(select(Artifact.meta).where(Artifact.id == artifact_id))
         return str((meta or {})["block"])
 
     def _sha(self, artifact_id: str) -> str:
-        return artifacts.sha256_of(self.memos.db, artifact_id)
+        return artifacts.sha256_of(self.core.db, artifact_id)
 
     def _touch(self, artifact_id: str) -> None:
         artifacts.update_meta(
-            self.memos.db, artifact_id, last_used_at=self.memos.clock.now().isoformat()
+            self.core.db, artifact_id, last_used_at=self.core.clock.now().isoformat()
         )
 
 

@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from memos import store
-from memos.lifecycle.retention import DECAY_ORDER, RetentionPolicy
+from memos.lifecycle.retention import RetentionPolicy
+from memos.records import DECAY_ORDER, State
 from memos.store.db import Database
 from memos.store.models import Cube, Item
 
@@ -104,13 +105,13 @@ def _apply(session: Session, changes: Sequence[StateChange], now: datetime, reas
         if item.state != change.old or item.pinned:
             continue  # recalled, restored, pinned or moved since the plan
         store.move_state(session, item, change.new, revisions)
-        if change.new == "forgotten":
+        if change.new == State.FORGOTTEN:
             item.deleted_at = now
             forgotten.append(item.id)
         store.log_event(
             session,
             now,
-            "forget" if change.new == "forgotten" else "state",
+            "forget" if change.new == State.FORGOTTEN else "state",
             cube_pk=item.cube_pk,
             item_id=item.id,
             reason=reason,

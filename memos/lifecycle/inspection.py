@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from memos import store
+from memos.records import State
 from memos.store.models import Artifact, ArtifactSource, Cube, Item
 
 if TYPE_CHECKING:
-    from memos.client import Memos
+    from memos.core import Core
 
 BINS = 10
 KINDS = {"kv": "activation", "adapter": "parametric"}
@@ -49,12 +50,12 @@ class Inspection:
         return data
 
 
-def inspect_store(memos: Memos, cube: str | None = None) -> Inspection:
+def inspect_store(core: Core, cube: str | None = None) -> Inspection:
     """Figures of one cube (every cube when ``None``) at the clock's now."""
-    memos.recalls.flush()
-    now = memos.clock.now()
-    cube_pk = memos._cube(cube).pk if cube is not None else None
-    policy = memos.config.retention
+    core.recalls.flush()
+    now = core.clock.now()
+    cube_pk = core.cube(cube).pk if cube is not None else None
+    policy = core.config.retention
     stmt = select(Item.state, Item.created_at, Item.last_accessed_at, Item.stability, Item.pinned)
     if cube_pk is not None:
         stmt = stmt.where(Item.cube_pk == cube_pk)
@@ -62,11 +63,11 @@ def inspect_store(memos: Memos, cube: str | None = None) -> Inspection:
     bins = [0] * BINS
     stabilities: list[float] = []
     pinned = 0
-    with memos.db.read() as session:
+    with core.db.read() as session:
         for state, created, accessed, stability, is_pinned in session.execute(stmt):
             states[state] += 1
-            pinned += bool(is_pinned) and state != "deleted"
-            if state in ("deleted", "forgotten"):
+            pinned += bool(is_pinned) and state != State.DELETED
+            if state in (State.DELETED, State.FORGOTTEN):
                 continue
             r = policy.retention(
                 store.RetentionFigures(created, accessed, stability, is_pinned), now
@@ -77,7 +78,7 @@ def inspect_store(memos: Memos, cube: str | None = None) -> Inspection:
     return Inspection(
         at=now,
         cube=cube,
-        items=sum(n for s, n in states.items() if s != "deleted"),
+        items=sum(n for s, n in states.items() if s != State.DELETED),
         pinned=pinned,
         by_state=dict(states),
         tiers=tiers,
@@ -87,8 +88,8 @@ def inspect_store(memos: Memos, cube: str | None = None) -> Inspection:
 
 
 def _plaintext(states: Counter[str]) -> TierFigures:
-    searchable = sum(states[s] for s in ("active", "warm", "cold"))
-    hidden = states["archived"] + states["forgotten"]
+    searchable = sum(states[s] for s in (State.ACTIVE, State.WARM, State.COLD))
+    hidden = states[State.ARCHIVED] + states[State.FORGOTTEN]
     return TierFigures("plaintext", 0, searchable, 0, f"{hidden} archived or forgotten")
 
 

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from memos import store
 from memos.clock import as_utc
 from memos.lifecycle.retention import curve_value, days_between
+from memos.records import State
 from memos.store.models import Event
 
 if TYPE_CHECKING:
-    from memos.client import Memos
+    from memos.core import Core
 
 MAX_ITEMS = 20
 
@@ -37,12 +39,13 @@ class RetentionCurve:
 
 
 def retention_curve(
-    memos: Memos, item_id: str, until: datetime, samples: int = 400
+    core: Core, item_id: str, until: datetime, samples: int = 400
 ) -> RetentionCurve:
     """Replay one item's retention from when it was stored until ``until``."""
-    item = memos.get(item_id)
-    policy = memos.config.retention
-    with memos.db.read() as session:
+    core.recalls.flush()
+    policy = core.config.retention
+    with core.db.read() as session:
+        item = store.record_of(session, store.item_by_id(session, item_id))
         events = list(
             session.scalars(
                 select(Event)
@@ -75,9 +78,7 @@ def retention_curve(
     return RetentionCurve(item_id, label, times, values, marks)
 
 
-def plot_retention(
-    memos: Memos, item_ids: list[str], out: Path, horizon_days: float = 30.0
-) -> Path:
+def plot_retention(core: Core, item_ids: list[str], out: Path, horizon_days: float = 30.0) -> Path:
     """Draw the retention curves of ``item_ids`` (up to ``MAX_ITEMS``) into ``out`` (PNG)."""
     import matplotlib
 
@@ -85,9 +86,9 @@ def plot_retention(
     import matplotlib.pyplot as plt
     from matplotlib.dates import AutoDateFormatter, AutoDateLocator, date2num
 
-    until = memos.clock.now() + timedelta(days=horizon_days)
-    curves = [retention_curve(memos, i, until) for i in item_ids[:MAX_ITEMS]]
-    policy = memos.config.retention
+    until = core.clock.now() + timedelta(days=horizon_days)
+    curves = [retention_curve(core, i, until) for i in item_ids[:MAX_ITEMS]]
+    policy = core.config.retention
     fig, ax = plt.subplots(figsize=(10, 5.5))
     for curve in curves:
         (line,) = ax.plot(date2num(curve.times), curve.values, label=curve.label, linewidth=1.4)
@@ -101,10 +102,10 @@ def plot_retention(
                 zorder=3,
             )
     thresholds = (
-        ("warm", policy.warm_below),
-        ("cold", policy.cold_below),
-        ("archived", policy.archive_below),
-        ("forgotten", policy.forget_below),
+        (State.WARM, policy.warm_below),
+        (State.COLD, policy.cold_below),
+        (State.ARCHIVED, policy.archive_below),
+        (State.FORGOTTEN, policy.forget_below),
     )
     for name, level in thresholds:
         ax.axhline(level, color="grey", linestyle="--", linewidth=0.7)
@@ -117,7 +118,7 @@ def plot_retention(
             fontsize=7,
             color="grey",
         )
-    ax.axvline(float(date2num(memos.clock.now())), color="black", linewidth=0.8, linestyle=":")
+    ax.axvline(float(date2num(core.clock.now())), color="black", linewidth=0.8, linestyle=":")
     locator = AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(AutoDateFormatter(locator))

@@ -31,13 +31,13 @@ from sqlalchemy.orm import Session
 
 from memos import store
 from memos.lifecycle.retention import Figures, RetentionPolicy
+from memos.records import REACTIVATED, State
 from memos.store import RetentionFigures
 from memos.store.db import Database
 from memos.store.models import Event, Item
 
 log = logging.getLogger(__name__)
 FLUSH_AT = 512
-REACTIVATED = ("warm", "cold", "archived")
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class RecallLog:
         events: list[dict[str, Any]] = []
         reactivated = 0
         for item in rows:
-            if item.state in ("deleted", "forgotten"):
+            if item.state in (State.DELETED, State.FORGOTTEN):
                 continue  # gone while the recall waited
             for at in sorted(by_item[item.id]):
                 before = item.stability
@@ -178,7 +178,7 @@ class RecallLog:
     @staticmethod
     def _reactivate(session: Session, item: Item, revisions: dict[int, int]) -> None:
         previous = item.state
-        store.move_state(session, item, "active", revisions)
+        store.move_state(session, item, State.ACTIVE, revisions)
         store.log_event(
             session,
             item.last_accessed_at or item.updated_at,
@@ -186,5 +186,5 @@ class RecallLog:
             cube_pk=item.cube_pk,
             item_id=item.id,
             reason="recalled",
-            details={"from": previous, "to": "active"},
+            details={"from": previous, "to": State.ACTIVE},
         )

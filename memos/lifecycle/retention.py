@@ -30,9 +30,9 @@ from typing import Protocol
 
 from memos.clock import as_utc
 from memos.errors import ConfigError, InvalidInputError
+from memos.records import DECAY_ORDER, State
 
 CURVES = ("exponential", "fsrs")
-DECAY_ORDER = ("active", "warm", "cold", "archived", "forgotten")
 _FSRS_FACTOR = 19 / 81
 _DAY_S = 86_400.0
 
@@ -133,14 +133,14 @@ class RetentionPolicy:
     def state_for(self, retention: float) -> str:
         """The lifecycle state retention ``R`` calls for."""
         if retention >= self.warm_below:
-            return "active"
+            return State.ACTIVE
         if retention >= self.cold_below:
-            return "warm"
+            return State.WARM
         if retention >= self.archive_below:
-            return "cold"
+            return State.COLD
         if retention >= self.forget_below:
-            return "archived"
-        return "forgotten"
+            return State.ARCHIVED
+        return State.FORGOTTEN
 
     def decayed_state(self, state: str, retention: float, pinned: bool) -> str:
         """Where decay moves an item: never back up (recall does that), never when pinned."""

@@ -11,7 +11,6 @@ the attached, non-stale adapters of a cube.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,25 +19,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from memos import store
 from memos.activation.snapshot import file_sha256
-from memos.errors import InvalidInputError, NotFoundError
-from memos.parametric import side_memory as sm
-from memos.parametric.training import TrainConfig, TrainReport, train_memories
+from memos.errors import InvalidInputError, UnknownAdapterError
+from memos.parametric.config import TrainConfig
 from memos.records import MemoryRecord
 from memos.store import artifacts
+from memos.store.files import atomic_path
 from memos.store.models import Artifact
 
 if TYPE_CHECKING:
-    from memos.client import Memos
+    import torch
+
+    from memos.core import Core
+    from memos.parametric import side_memory as sm
+    from memos.parametric.training import TrainReport
 
 KIND = "adapter"
-
-
-class UnknownAdapterError(NotFoundError):
-    """No adapter has this id."""
 
 
 @dataclass(frozen=True)
@@ -68,36 +65,43 @@ class AdapterInfo:
 class ParametricTier:
     """Consolidates memories into adapters and manages them on the loaded model."""
 
-    def __init__(self, memos: Memos) -> None:
-        self.memos = memos
+    def __init__(self, core: Core) -> None:
+        self.core = core
         self._on_model: set[str] = set()
 
     @property
+    def on_model(self) -> frozenset[str]:
+        """Ids of the adapters this process has on the loaded model."""
+        return frozenset(self._on_model)
+
+    @property
     def folder(self) -> Path:
-        return self.memos.config.home / "adapters"
+        return self.core.config.home / "adapters"
 
     def consolidate(
         self,
         cube: str,
+        items: Sequence[MemoryRecord],
         *,
-        items: Sequence[MemoryRecord] | None = None,
         config: TrainConfig | None = None,
         progress: Callable[[int, int], None] | None = None,
         adapter_id: str | None = None,
         reason: str = "consolidate",
     ) -> AdapterInfo:
-        """Train an adapter on the given items (default: every searchable item of the cube).
+        """Train an adapter of ``cube`` on the given items.
 
         ``adapter_id`` names the adapter (a scheduler job passes a fixed one, so
         a retried job rewrites the same file); ``reason`` goes in its event.
         """
-        records = list(items) if items is not None else list(self.memos.iterate(cube=cube))
+        from memos.parametric.training import train_memories
+
+        records = list(items)
         if not records:
             raise InvalidInputError(f"cube {cube!r} has no memories to consolidate")
         config = config or TrainConfig()
-        lm = self.memos.lm
+        lm = self.core.lm
         memories, report = train_memories(lm, [r.text for r in records], config, progress)
-        cube_row = self.memos._cube(cube)
+        cube_row = self.core.cube(cube)
         adapter_id = adapter_id or str(uuid.uuid4())
         path = self.folder / cube_row.id / f"{adapter_id}.safetensors"
         sha, size = _save(memories, path, lm.fingerprint, records)
@@ -110,12 +114,12 @@ class ParametricTier:
             "training": training,
         }
         artifacts.register(
-            self.memos.db,
+            self.core.db,
             cube_row,
             artifacts.NewArtifact(adapter_id, KIND, path, sha, size, lm.fingerprint, meta),
             records,
             store.EventSpec(
-                self.memos.clock.now(),
+                self.core.clock.now(),
                 "adapter.train",
                 reason=reason,
                 from_tier="plaintext",
@@ -127,8 +131,8 @@ class ParametricTier:
 
     def adapters(self, cube: str | None = None) -> list[AdapterInfo]:
         """Adapters of a cube (all cubes when ``None``), newest first."""
-        cube_pk = self.memos._cube(cube).pk if cube is not None else None
-        return [_info(a, name) for a, name in artifacts.rows(self.memos.db, KIND, cube_pk)]
+        cube_pk = self.core.cube(cube).pk if cube is not None else None
+        return [_info(a, name) for a, name in artifacts.rows(self.core.db, KIND, cube_pk)]
 
     def info(self, adapter_id: str) -> AdapterInfo:
         for adapter in self.adapters():
@@ -149,18 +153,22 @@ class ParametricTier:
 
     def detach(self, adapter_id: str) -> AdapterInfo:
         """Take an adapter off the model (offload); its file stays."""
+        from memos.parametric import side_memory as sm
+
         self.info(adapter_id)
         if adapter_id in self._on_model:
-            sm.detach(self.memos.lm.model, adapter_id)
+            sm.detach(self.core.lm.model, adapter_id)
             self._on_model.discard(adapter_id)
         self._set_meta(adapter_id, attached=False)
         return self.info(adapter_id)
 
     def sync(self, cube: str) -> list[str]:
         """Put exactly the cube's attached, non-stale adapters on the model."""
+        from memos.parametric import side_memory as sm
+
         wanted = {a.id: a for a in self.adapters(cube) if a.attached and not a.stale}
         for adapter_id in list(self._on_model - set(wanted)):
-            sm.detach(self.memos.lm.model, adapter_id)
+            sm.detach(self.core.lm.model, adapter_id)
             self._on_model.discard(adapter_id)
         for adapter_id, info in wanted.items():
             if adapter_id not in self._on_model:
@@ -169,9 +177,12 @@ class ParametricTier:
 
     def merge(self, adapter_ids: Sequence[str], out: Path) -> Path:
         """Merge adapters into a copy of the model saved at ``out`` (plain transformers)."""
+        import torch
         from transformers import AutoModelForCausalLM
 
-        lm = self.memos.lm
+        from memos.parametric import side_memory as sm
+
+        lm = self.core.lm
         infos = [self.info(a) for a in adapter_ids]
         model = AutoModelForCausalLM.from_pretrained(
             str(lm.path), dtype=torch.float32, local_files_only=True
@@ -181,8 +192,8 @@ class ParametricTier:
         width = sm.merge(model)
         model.save_pretrained(str(out))
         lm.tokenizer.save_pretrained(str(out))
-        now = self.memos.clock.now()
-        self.memos.db.write(
+        now = self.core.clock.now()
+        self.core.db.write(
             lambda s: store.log_event(
                 s,
                 now,
@@ -196,28 +207,33 @@ class ParametricTier:
         """Delete an adapter's file and registration (detaching it first)."""
         self.detach(adapter_id)
         event = store.EventSpec(
-            self.memos.clock.now(),
+            self.core.clock.now(),
             "adapter.remove",
             reason=reason,
             from_tier="parametric",
             to_tier="plaintext",
             details={"adapter": adapter_id},
         )
-        artifacts.remove(self.memos.db, KIND, adapter_id, event).unlink(missing_ok=True)
+        artifacts.remove(self.core.db, KIND, adapter_id, event).unlink(missing_ok=True)
 
     def _load_onto_model(self, info: AdapterInfo) -> None:
+        from memos.parametric import side_memory as sm
+
         if info.id in self._on_model:
             return
-        sm.attach(self.memos.lm.model, info.id, self._read(info))
+        sm.attach(self.core.lm.model, info.id, self._read(info))
         self._on_model.add(info.id)
 
     def _read(self, info: AdapterInfo) -> dict[int, sm.SideGLU]:
+        import torch
         from safetensors import safe_open
 
-        lm = self.memos.lm
+        from memos.parametric import side_memory as sm
+
+        lm = self.core.lm
         if info.model_fingerprint != lm.fingerprint:
             raise InvalidInputError(f"adapter {info.id} was trained on another model")
-        sha = artifacts.sha256_of(self.memos.db, info.id)
+        sha = artifacts.sha256_of(self.core.db, info.id)
         path = Path(info.path)
         if not path.is_file() or file_sha256(path) != sha:
             warnings.warn(f"adapter file {path} is missing or altered; not used", stacklevel=3)
@@ -236,12 +252,13 @@ class ParametricTier:
         return memories
 
     def _set_meta(self, adapter_id: str, **changes: Any) -> None:
-        artifacts.update_meta(self.memos.db, adapter_id, **changes)
+        artifacts.update_meta(self.core.db, adapter_id, **changes)
 
 
 def _save(
     memories: dict[int, sm.SideGLU], path: Path, fingerprint: str, records: Sequence[MemoryRecord]
 ) -> tuple[str, int]:
+
     from safetensors.torch import save_file
 
     tensors: dict[str, torch.Tensor] = {}
@@ -255,14 +272,9 @@ def _save(
         "rank": str(next(iter(memories.values())).rank),
         "sources": json.dumps([[r.id, r.content_hash] for r in records]),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
         digest, size = file_sha256(tmp), tmp.stat().st_size
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return digest, size
 
 

@@ -26,49 +26,10 @@ from torch.nn import functional as F
 from memos.errors import InvalidInputError
 from memos.lm import LanguageModel
 from memos.parametric import side_memory as sm
+from memos.parametric.config import TrainConfig
 
 Example = tuple[list[int], list[int]]  # token ids, labels (-100 outside the target)
 _STATEMENT = re.compile(r"^(?P<subject>.+?)\s+is\s+(?P<value>.+?)[.!]?$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Consolidation settings.
-
-    Attributes:
-        rank: units per memory layer.
-        layers: decoder layers to add memories to (``None``: a third, half
-            and two thirds of the way up).
-        steps: most optimizer steps.
-        batch_size: training examples per step (shuffled each epoch).
-        lr: AdamW learning rate at the start; it decays to 0 on a cosine over ``steps``.
-        locality_weight: weight of the KL term on general text.
-        locality_batch: general-text lines in the KL term per step.
-        target_loss: stop once an epoch's mean task loss falls below this.
-        patience: stop after this many epochs without a 1% improvement of the
-            best epoch loss.
-        seed: seeds initialization order and batching.
-        backend: side-GLU kernel backend (``auto``, ``triton``, ``reference``).
-    """
-
-    rank: int = 32
-    layers: tuple[int, ...] | None = None
-    steps: int = 300
-    batch_size: int = 32
-    lr: float = 5e-2
-    locality_weight: float = 0.5
-    locality_batch: int = 4
-    target_loss: float = 0.05
-    patience: int = 3
-    seed: int = 0
-    backend: str = "auto"
-
-    def __post_init__(self) -> None:
-        for name in ("rank", "steps", "batch_size", "locality_batch", "patience"):
-            if getattr(self, name) < 1:
-                raise InvalidInputError(f"{name}={getattr(self, name)}; allowed: >= 1")
-        if self.lr <= 0 or self.locality_weight < 0:
-            raise InvalidInputError("lr must be > 0 and locality_weight >= 0")
 
 
 @dataclass(frozen=True)
@@ -218,7 +179,7 @@ def fit(
     start, idle, best, epoch_loss, step = time.perf_counter(), 0, float("inf"), float("inf"), 0
     while step < config.steps:
         losses: list[float] = []
-        for chunk in _epoch(examples, config.batch_size, generator):
+        for chunk in epoch_batches(examples, config.batch_size, generator):
             step += 1
             optimizer.zero_grad(set_to_none=True)
             task = _task_loss(lm, _collate(lm, chunk))
@@ -299,7 +260,9 @@ def _encode(lm: LanguageModel, pairs: Sequence[tuple[str, str]]) -> list[Example
     return examples
 
 
-def _epoch(examples: list[Example], size: int, generator: torch.Generator) -> list[list[Example]]:
+def epoch_batches(
+    examples: list[Example], size: int, generator: torch.Generator
+) -> list[list[Example]]:
     """Shuffled batches of similar length (little padding), in shuffled order."""
     order = torch.randperm(len(examples), generator=generator).tolist()
     order.sort(key=lambda i: len(examples[i][0]))  # stable: ties stay shuffled

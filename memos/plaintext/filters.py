@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, and_, func, select
 
 from memos.clock import as_utc
 from memos.errors import InvalidFilterError
-from memos.records import SEARCHABLE_STATES, STATES
+from memos.records import SEARCHABLE_STATES, STATES, State
 from memos.store.models import Item, ItemTag
 
 _KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
@@ -121,9 +121,9 @@ def _tags(value: Any) -> tuple[str, ...]:
 
 def _states(value: Any) -> tuple[str, ...]:
     states = (value,) if isinstance(value, str) else tuple(value)
-    bad = [s for s in states if s not in STATES or s == "deleted"]
+    bad = [s for s in states if s not in STATES or s == State.DELETED]
     if bad or not states:
-        allowed = ", ".join(s for s in STATES if s != "deleted")
+        allowed = ", ".join(s for s in STATES if s != State.DELETED)
         raise InvalidFilterError(f"filter states {list(states)!r} invalid; allowed: {allowed}")
     return tuple(dict.fromkeys(states))
 

@@ -16,28 +16,28 @@ import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from memos import store
-from memos.plaintext.dense_index import DenseIndex, IndexFileError, IndexIdentity
+from memos.errors import IndexFileError, IndexRebuiltWarning
 from memos.plaintext.embedder import Embedder, embed
 from memos.plaintext.keyword import KeywordIndex
-from memos.records import SEARCHABLE_STATES
+from memos.records import SEARCHABLE_STATES, State
 from memos.store.db import Database
 from memos.store.models import Cube, Embedding, Item
+
+if TYPE_CHECKING:  # FAISS loads when the first index opens
+    from memos.plaintext.dense_index import DenseIndex, IndexIdentity
 
 log = logging.getLogger(__name__)
 _SAVE_EVERY = 5000
 _BATCH = 2000
 
 Progress = Callable[[int, int], None]
-
-
-class IndexRebuiltWarning(UserWarning):
-    """An index file was missing, corrupt or stale and has been rebuilt."""
 
 
 class IndexManager:
@@ -99,7 +99,7 @@ class IndexManager:
             index.revision = _revision(session, cube_pk)
             rows = session.execute(
                 select(Item.pk, Item.text, Item.state).where(
-                    Item.cube_pk == cube_pk, Item.state != "deleted"
+                    Item.cube_pk == cube_pk, Item.state != State.DELETED
                 )
             ).all()
         index.upsert((int(pk), text) for pk, text, _ in rows)
@@ -113,6 +113,8 @@ class IndexManager:
     def _open(self, cube: Cube) -> DenseIndex:
         path = self.path(cube.id)
         try:
+            from memos.plaintext.dense_index import DenseIndex
+
             index = DenseIndex.load(path, self._identity(cube), self.hnsw_m)
         except IndexFileError as exc:
             if path.exists():
@@ -135,16 +137,20 @@ class IndexManager:
         return index
 
     def _identity(self, cube: Cube) -> IndexIdentity:
+        from memos.plaintext.dense_index import IndexIdentity
+
         return IndexIdentity(cube.id, self.embedder.fingerprint, self.embedder.dim, self.kind)
 
     def rebuild(self, cube: Cube, progress: Progress | None = None) -> DenseIndex:
         """Build the cube's index from the database and save it."""
+        from memos.plaintext.dense_index import DenseIndex
+
         index = DenseIndex(self._identity(cube), self.hnsw_m)
         with self.db.read() as session:
             revision = _revision(session, cube.pk)
             pks = list(
                 session.scalars(
-                    select(Item.pk).where(Item.cube_pk == cube.pk, Item.state != "deleted")
+                    select(Item.pk).where(Item.cube_pk == cube.pk, Item.state != State.DELETED)
                 )
             )
         for start in range(0, len(pks), _BATCH):
@@ -174,11 +180,11 @@ class IndexManager:
                     Item.cube_pk == cube_pk, Item.change_seq > since
                 )
             ).all()
-        gone = [pk for pk, state, _ in rows if state == "deleted"]
-        live = [(pk, text) for pk, state, text in rows if state != "deleted"]
+        gone = [pk for pk, state, _ in rows if state == State.DELETED]
+        live = [(pk, text) for pk, state, text in rows if state != State.DELETED]
         hidden = self.hidden(cube_pk)
         for pk, state, _ in rows:
-            if state in SEARCHABLE_STATES or state == "deleted":
+            if state in SEARCHABLE_STATES or state == State.DELETED:
                 hidden.discard(pk)
             else:
                 hidden.add(pk)
@@ -200,7 +206,7 @@ class IndexManager:
         with self.db.read() as session:
             live = set(
                 session.scalars(
-                    select(Item.pk).where(Item.cube_pk == cube_pk, Item.state != "deleted")
+                    select(Item.pk).where(Item.cube_pk == cube_pk, Item.state != State.DELETED)
                 )
             )
         held = index.pks()

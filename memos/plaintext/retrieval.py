@@ -13,20 +13,21 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from memos import store
-from memos.config import SEARCH_MODES, MemosConfig
+from memos.config import SEARCH_MODES
 from memos.errors import InvalidInputError
-from memos.lifecycle.recall import RecallLog
 from memos.lifecycle.retention import Figures, RetentionPolicy
-from memos.plaintext.embedder import Embedder, embed
+from memos.plaintext.embedder import embed
 from memos.plaintext.filters import SearchFilter
-from memos.plaintext.indexes import IndexManager
 from memos.records import MemoryRecord, ScoreParts, SearchHit
-from memos.store.db import Database
 from memos.store.models import Cube, Item
+
+if TYPE_CHECKING:
+    from memos.core import Core
 
 MAX_K = 1000
 
@@ -35,15 +36,11 @@ MAX_K = 1000
 class Retriever:
     """Runs hybrid searches over one database, embedder and set of indexes."""
 
-    db: Database
-    embedder: Embedder
-    indexes: IndexManager
-    config: MemosConfig
-    recalls: RecallLog | None = None
+    core: Core
 
     @property
     def policy(self) -> RetentionPolicy:
-        return self.config.retention
+        return self.core.config.retention
 
     def search(
         self, cube: Cube, query: str, k: int, flt: SearchFilter, mode: str, now: datetime
@@ -56,31 +53,31 @@ class Retriever:
             raise InvalidInputError(f"mode={mode!r}; allowed: {', '.join(SEARCH_MODES)}")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise InvalidInputError(f"k={k!r}; allowed: an integer from 1 to {MAX_K}")
-        want = max(self.config.candidates, k)
-        index = self.indexes.get(cube, cube.revision)  # catches up both channels
+        want = max(self.core.config.candidates, k)
+        index = self.core.indexes.get(cube, cube.revision)  # catches up both channels
         if flt == SearchFilter():
             # The plain filter: only archived and forgotten items are excluded,
             # and the index manager knows which those are. Over-fetch, then drop.
             fetch, allowed, hidden = (
-                want + len(self.indexes.hidden(cube.pk)),
+                want + len(self.core.indexes.hidden(cube.pk)),
                 None,
-                self.indexes.hidden(cube.pk),
+                self.core.indexes.hidden(cube.pk),
             )
         else:
             fetch, allowed, hidden = want, self._filtered(cube, flt), set()
         lexical = (
-            self.indexes.keyword(cube).search(query, fetch, allowed) if mode != "dense" else []
+            self.core.indexes.keyword(cube).search(query, fetch, allowed) if mode != "dense" else []
         )
         dense: list[tuple[int, float]] = []
         if mode != "keyword":
-            vector = embed(self.embedder, [query])[0]  # [dim]
+            vector = embed(self.core.embedder, [query])[0]  # [dim]
             dense = index.search(vector, fetch, allowed)
         dense = [(pk, s) for pk, s in dense if pk not in hidden][:want]
         lexical = [(pk, s) for pk, s in lexical if pk not in hidden][:want]
         return self._fuse(cube, dense, lexical, k, now)
 
     def _filtered(self, cube: Cube, flt: SearchFilter) -> set[int]:
-        with self.db.read() as session:
+        with self.core.db.read() as session:
             return set(session.scalars(select(Item.pk).where(flt.where(cube.pk))))
 
     def _fuse(
@@ -92,7 +89,7 @@ class Retriever:
         now: datetime,
     ) -> list[SearchHit]:
         d_rank, k_rank = _ranks(dense), _ranks(lexical)
-        cfg = self.config
+        cfg = self.core.config
         w_d, w_k = cfg.dense_weight, cfg.keyword_weight
         best = (w_d * bool(dense) + w_k * bool(lexical)) / (cfg.rrf_k + 1) or 1.0
         fused: dict[int, float] = {}
@@ -126,18 +123,18 @@ class Retriever:
     def _retention(self, records: dict[int, MemoryRecord], now: datetime) -> dict[int, float]:
         """R of each record at ``now``, counting the recalls not yet written."""
         figures: Mapping[str, Figures] = {record.id: record for record in records.values()}
-        if self.recalls is not None:
-            figures = self.recalls.overlay(figures)
+        if self.core.recalls is not None:
+            figures = self.core.recalls.overlay(figures)
         return {pk: self.policy.retention(figures[r.id], now) for pk, r in records.items()}
 
     def _hydrate(self, cube: Cube, pks: list[int]) -> dict[int, MemoryRecord]:
         if not pks:
             return {}
-        with self.db.read() as session:
+        with self.core.db.read() as session:
             records = store.records_by_pk(session, pks, cube.name)
         gone = [pk for pk in pks if pk not in records]
         if gone:
-            self.indexes.forget(cube.pk, gone)
+            self.core.indexes.forget(cube.pk, gone)
         return records
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
@@ -19,19 +19,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from memos import store
-from memos.clock import Clock
-from memos.config import MemosConfig
 from memos.errors import DuplicateError, InvalidInputError
 from memos.plaintext import ingest
-from memos.plaintext.embedder import Embedder, embed
-from memos.plaintext.indexes import IndexManager, Progress
-from memos.records import MemoryRecord
+from memos.plaintext.embedder import embed
+from memos.plaintext.indexes import Progress
+from memos.records import RESTORABLE, MemoryRecord, State
 from memos.store import NewItem
-from memos.store.db import Database
 from memos.store.models import Cube, Item
 
+if TYPE_CHECKING:
+    from memos.core import Core
+
 BULK_CHUNK = 256
-RESTORABLE = ("deleted", "forgotten", "archived")
 UPDATABLE = (
     "metadata",
     "tags",
@@ -49,11 +48,7 @@ UPDATABLE = (
 class Writer:
     """Applies changes to the database and the loaded indexes."""
 
-    db: Database
-    embedder: Embedder
-    indexes: IndexManager
-    clock: Clock
-    config: MemosConfig
+    core: Core
 
     def store(
         self, items: Sequence[NewItem], cube: str, progress: Progress | None = None
@@ -91,27 +86,29 @@ class Writer:
     def vectors_for(self, items: Sequence[NewItem], cube: str) -> dict[str, np.ndarray]:
         """Vectors of the content among ``items`` the cube lacks: cached, else embedded."""
         texts = {item.content_hash: item.text for item in items}
-        with self.db.read() as session:
+        with self.core.db.read() as session:
             cube_pk = session.scalar(select(Cube.pk).where(Cube.name == cube))
             if cube_pk is not None:
                 for known in store.live_by_hash(session, cube_pk, texts):
                     texts.pop(known)
-            vectors = store.cached_vectors(session, self.embedder.fingerprint, texts)
+            vectors = store.cached_vectors(session, self.core.embedder.fingerprint, texts)
         missing = [h for h in texts if h not in vectors]
         if missing:
-            fresh = embed(self.embedder, [texts[h] for h in missing])
+            fresh = embed(self.core.embedder, [texts[h] for h in missing])
             vectors.update(zip(missing, fresh, strict=True))
         return vectors
 
     def _commit(
         self, items: Sequence[NewItem], vectors: dict[str, np.ndarray], cube: str
     ) -> dict[str, MemoryRecord]:
-        now = self.clock.now()
+        now = self.core.clock.now()
 
         def work(session: Session) -> tuple[int, int, dict[str, MemoryRecord], dict[int, str]]:
             cube_row = store.ensure_cube(session, cube, now)
             existing = store.live_by_hash(session, cube_row.pk, (i.content_hash for i in items))
-            revive = [row for row in existing.values() if row.state in ("archived", "forgotten")]
+            revive = [
+                row for row in existing.values() if row.state in (State.ARCHIVED, State.FORGOTTEN)
+            ]
             if revive:
                 # Storing a text the cube had let fade brings it back (a fresh
                 # revision first, so this process's index catches up on it).
@@ -128,9 +125,9 @@ class Writer:
             known = {
                 i.content_hash: vectors[i.content_hash] for i in fresh if i.content_hash in vectors
             }
-            store.save_vectors(session, self.embedder.fingerprint, known)
+            store.save_vectors(session, self.core.embedder.fingerprint, known)
             keys = store.insert_items(
-                session, cube_row, fresh, now, revision, self.config.retention
+                session, cube_row, fresh, now, revision, self.core.config.retention
             )
             rows = session.scalars(select(Item).where(Item.pk.in_([pk for pk, _ in keys])))
             records.update({row.content_hash: store.to_record(row, cube) for row in rows})
@@ -138,17 +135,17 @@ class Writer:
             return cube_row.pk, revision, records, new_pks
 
         try:
-            cube_pk, revision, records, new_pks = self.db.write(work)
+            cube_pk, revision, records, new_pks = self.core.db.write(work)
         except IntegrityError:
             # Another process stored the same text between our check and insert.
-            cube_pk, revision, records, new_pks = self.db.write(work)
+            cube_pk, revision, records, new_pks = self.core.db.write(work)
         if new_pks:
             texts = {item.content_hash: item.text for item in items}
             upserts = {pk: (texts[h], vectors[h]) for pk, h in new_pks.items() if h in vectors}
             # An item deleted elsewhere after we checked has no vector here:
             # then leave the revision alone and let catch-up embed it.
             complete = len(upserts) == len(new_pks)
-            self.indexes.apply_own_write(cube_pk, revision if complete else -1, upserts, [])
+            self.core.indexes.apply_own_write(cube_pk, revision if complete else -1, upserts, [])
         return records
 
     def update(self, item_id: str, text: str | None, changes: Mapping[str, Any]) -> MemoryRecord:
@@ -160,17 +157,17 @@ class Writer:
             )
         fields = dict(changes)
         reason = fields.pop("reason", "update")
-        with self.db.read() as session:
+        with self.core.db.read() as session:
             current = store.item_by_id(session, item_id, include_deleted=False)
             cube_name = session.scalar(select(Cube.name).where(Cube.pk == current.cube_pk)) or ""
         new = ingest.new_item(
             current.text if text is None else text,
-            max_chars=self.config.max_text_chars,
+            max_chars=self.core.config.max_text_chars,
             **{**_editable(current), **fields},
         )
         changed = new.content_hash != current.content_hash
         vectors = self.vectors_for([new], cube_name) if changed else {}
-        now = self.clock.now()
+        now = self.core.clock.now()
 
         def work(session: Session) -> tuple[int, int, int, MemoryRecord]:
             item = store.item_by_id(session, item_id, include_deleted=False)
@@ -179,56 +176,56 @@ class Writer:
                 if clash:
                     other = next(iter(clash.values())).id
                     raise DuplicateError(f"item {other} already holds this text in the cube")
-                store.save_vectors(session, self.embedder.fingerprint, vectors)
+                store.save_vectors(session, self.core.embedder.fingerprint, vectors)
             revision = store.bump_revision(session, item.cube_pk)
             store.rewrite_item(session, item, new, now, revision, reason)
             session.flush()
             return item.cube_pk, item.pk, revision, store.to_record(item, cube_name)
 
-        cube_pk, pk, revision, record = self.db.write(work)
+        cube_pk, pk, revision, record = self.core.db.write(work)
         upserts = {pk: (new.text, vectors[new.content_hash])} if new.content_hash in vectors else {}
-        self.indexes.apply_own_write(cube_pk, revision, upserts, [])
+        self.core.indexes.apply_own_write(cube_pk, revision, upserts, [])
         return record
 
     def delete(self, item_id: str, reason: str) -> MemoryRecord:
         """Soft-delete an item."""
-        now = self.clock.now()
+        now = self.core.clock.now()
 
         def work(session: Session) -> tuple[int, int, int, MemoryRecord]:
             item = store.item_by_id(session, item_id, include_deleted=False)
             revision = store.bump_revision(session, item.cube_pk)
             store.set_deleted(session, item, now, revision, reason)
-            return item.cube_pk, item.pk, revision, record_of(session, item)
+            return item.cube_pk, item.pk, revision, store.record_of(session, item)
 
-        cube_pk, pk, revision, record = self.db.write(work)
-        self.indexes.apply_own_write(cube_pk, revision, {}, [pk])
+        cube_pk, pk, revision, record = self.core.db.write(work)
+        self.core.indexes.apply_own_write(cube_pk, revision, {}, [pk])
         return record
 
     def restore(self, item_id: str) -> MemoryRecord:
         """Undo a soft delete, or bring back a forgotten or archived item."""
-        now = self.clock.now()
+        now = self.core.clock.now()
 
         def work(session: Session) -> tuple[int, bool, MemoryRecord]:
             item = store.item_by_id(session, item_id)
             if item.state not in RESTORABLE:
-                return item.cube_pk, False, record_of(session, item)
-            if item.state == "deleted" and store.live_by_hash(
+                return item.cube_pk, False, store.record_of(session, item)
+            if item.state == State.DELETED and store.live_by_hash(
                 session, item.cube_pk, [item.content_hash]
             ):
                 raise DuplicateError(f"the text of {item_id} was stored again since it was deleted")
             revision = store.bump_revision(session, item.cube_pk)
             store.set_restored(session, item, now, revision)
-            return item.cube_pk, True, record_of(session, item)
+            return item.cube_pk, True, store.record_of(session, item)
 
-        cube_pk, changed, record = self.db.write(work)
-        index = self.indexes.loaded(cube_pk)
+        cube_pk, changed, record = self.core.db.write(work)
+        index = self.core.indexes.loaded(cube_pk)
         if changed and index is not None:
-            self.indexes.catch_up(cube_pk, index)
+            self.core.indexes.catch_up(cube_pk, index)
         return record
 
     def purge(self, item_id: str, reason: str) -> None:
         """Remove an item and its history for good."""
-        now = self.clock.now()
+        now = self.core.clock.now()
 
         def work(session: Session) -> tuple[int, int]:
             item = store.item_by_id(session, item_id)
@@ -237,14 +234,8 @@ class Writer:
             store.purge_item(session, item, now, reason)
             return cube_pk, pk
 
-        cube_pk, pk = self.db.write(work)
-        self.indexes.forget(cube_pk, [pk])
-
-
-def record_of(session: Session, item: Item) -> MemoryRecord:
-    """An item's record, with its cube's name looked up."""
-    name = session.scalar(select(Cube.name).where(Cube.pk == item.cube_pk))
-    return store.to_record(item, name or "")
+        cube_pk, pk = self.core.db.write(work)
+        self.core.indexes.forget(cube_pk, [pk])
 
 
 def _editable(item: Item) -> dict[str, Any]:

@@ -29,7 +29,7 @@ plan is empty.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -38,58 +38,21 @@ from sqlalchemy import select
 from memos import store
 from memos.lifecycle.decay import StateChange, decay_change
 from memos.lifecycle.retention import RetentionPolicy, days_between
-from memos.records import SEARCHABLE_STATES
+from memos.records import SEARCHABLE_STATES, State
 from memos.scheduler.policy import SchedulerPolicy
+from memos.scheduler.steps import (
+    Consolidate,
+    DecayStep,
+    EvictSnapshot,
+    PromoteSnapshot,
+    RebuildAdapter,
+    RetireAdapter,
+    Step,
+)
 from memos.store.models import Artifact, ArtifactSource, Cube, Item
 
 if TYPE_CHECKING:
     from memos.store.db import Database
-
-TIERS = {
-    "decay": ("plaintext", "plaintext"),
-    "evict_snapshot": ("activation", "plaintext"),
-    "retire_adapter": ("parametric", "plaintext"),
-    "rebuild_adapter": ("parametric", "parametric"),
-    "promote_snapshot": ("plaintext", "activation"),
-    "consolidate": ("plaintext", "parametric"),
-}
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    """One migration the scheduler means to make."""
-
-    kind: str
-    cube: str
-    rule: str
-    payload: dict[str, Any]
-
-    @property
-    def from_tier(self) -> str:
-        return TIERS[self.kind][0]
-
-    @property
-    def to_tier(self) -> str:
-        return TIERS[self.kind][1]
-
-    def summary(self) -> str:
-        """One line saying what moves."""
-        p = self.payload
-        if self.kind == "decay":
-            moves: dict[str, int] = defaultdict(int)
-            for change in p["changes"]:
-                moves[f"{change['old']}→{change['new']}"] += 1
-            return ", ".join(f"{n} {move}" for move, n in sorted(moves.items()))
-        if self.kind in ("promote_snapshot", "consolidate"):
-            return f"{len(p['items'])} items"
-        if self.kind == "rebuild_adapter":
-            return f"adapter {p['artifact'][:8]} on {len(p['items'])} items"
-        return f"{self.kind.split('_')[1]} {p['artifact'][:8]}"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.update(from_tier=self.from_tier, to_tier=self.to_tier, summary=self.summary())
-        return data
 
 
 @dataclass(frozen=True)
@@ -97,7 +60,7 @@ class Plan:
     """The steps a scheduler run would apply at ``at``."""
 
     at: datetime
-    steps: list[PlannedStep]
+    steps: list[Step]
 
     def to_dict(self) -> dict[str, Any]:
         return {"at": self.at.isoformat(), "steps": [s.to_dict() for s in self.steps]}
@@ -136,7 +99,7 @@ def build_plan(
         if cube is not None:
             stmt = stmt.where(Cube.name == cube)
         cubes = list(session.execute(stmt))
-    steps: list[PlannedStep] = []
+    steps: list[Step] = []
     for cube_pk, name in cubes:
         steps.extend(_CubePlanner(db, retention, policy, now, cube_pk, name).steps())
     return Plan(at=now, steps=steps)
@@ -155,21 +118,18 @@ class _CubePlanner:
         self.db, self.retention, self.policy = db, retention, policy
         self.now, self.cube_pk, self.cube = now, cube_pk, cube
 
-    def steps(self) -> list[PlannedStep]:
+    def steps(self) -> list[Step]:
         items, changes = self._items()
         snapshots, adapters = self._artifacts("kv"), self._artifacts("adapter")
-        steps = []
+        steps: list[Step] = []
         if changes:
-            payload = _decay(changes, self.now)
-            steps.append(self._step("decay", "retention below thresholds", payload))
+            rule = "retention below thresholds"
+            steps.append(DecayStep(self.cube, rule, now=self.now, changes=tuple(changes)))
         kept = [s for s in snapshots if not self._evict(s, items, steps)]
         holding = self._adapters(adapters, items, steps)
         self._promote(items, kept, steps)
         self._consolidate(items, holding, steps)
         return steps
-
-    def _step(self, kind: str, rule: str, payload: dict[str, Any]) -> PlannedStep:
-        return PlannedStep(kind, self.cube, rule, payload)
 
     def _items(self) -> tuple[dict[str, _ItemView], list[StateChange]]:
         """Every live item as it will be after decay, and the decay moves (one scan)."""
@@ -184,7 +144,7 @@ class _CubePlanner:
                 Item.stability,
                 Item.pinned,
             )
-            .where(Item.cube_pk == self.cube_pk, Item.state != "deleted")
+            .where(Item.cube_pk == self.cube_pk, Item.state != State.DELETED)
             .order_by(Item.pk)
         )
         views, changes = {}, []
@@ -235,14 +195,14 @@ class _CubePlanner:
             view = items.get(item_id)
             if view is None:
                 return "source item deleted"
-            if view.state == "forgotten":
+            if view.state == State.FORGOTTEN:
                 return "source item forgotten"
             if view.content_hash != digest:
                 return "source item updated"
         return None
 
     def _evict(
-        self, snapshot: _ArtifactView, items: dict[str, _ItemView], steps: list[PlannedStep]
+        self, snapshot: _ArtifactView, items: dict[str, _ItemView], steps: list[Step]
     ) -> bool:
         why = self._broken(snapshot, items)
         if why is None:
@@ -253,14 +213,14 @@ class _CubePlanner:
                 why = f"idle {idle:.1f} d >= {self.policy.snapshot_idle_days:g} d"
         if why is None:
             return False
-        steps.append(self._step("evict_snapshot", why, {"artifact": snapshot.id}))
+        steps.append(EvictSnapshot(self.cube, why, artifact=snapshot.id))
         return True
 
     def _adapters(
         self,
         adapters: list[_ArtifactView],
         items: dict[str, _ItemView],
-        steps: list[PlannedStep],
+        steps: list[Step],
     ) -> set[str]:
         """Plan retire/rebuild steps; return the items current adapters will hold."""
         holding: set[str] = set()
@@ -275,26 +235,26 @@ class _CubePlanner:
                 if i in items and items[i].state in SEARCHABLE_STATES and i not in holding
             ]
             if len(live) >= self.policy.consolidate_min_batch:
-                payload = {
-                    "artifact": adapter.id,
-                    "items": live,
-                    "attached": bool(adapter.meta.get("attached")),
-                }
-                steps.append(self._step("rebuild_adapter", why, payload))
+                attached = bool(adapter.meta.get("attached"))
+                steps.append(
+                    RebuildAdapter(
+                        self.cube, why, artifact=adapter.id, items=tuple(live), attached=attached
+                    )
+                )
                 holding.update(live)
             else:
-                steps.append(self._step("retire_adapter", why, {"artifact": adapter.id}))
+                steps.append(RetireAdapter(self.cube, why, artifact=adapter.id))
         return holding
 
     def _promote(
-        self, items: dict[str, _ItemView], snapshots: list[_ArtifactView], steps: list[PlannedStep]
+        self, items: dict[str, _ItemView], snapshots: list[_ArtifactView], steps: list[Step]
     ) -> None:
         p = self.policy
         hot = sorted(
             (
                 v
                 for v in items.values()
-                if v.state == "active"
+                if v.state == State.ACTIVE
                 and v.access_count >= p.hot_min_access
                 and v.retention >= p.hot_min_retention
             ),
@@ -306,24 +266,26 @@ class _CubePlanner:
         for snapshot in snapshots:
             if snapshot.meta.get("hot_set") == hot_set or set(hot_set) <= set(snapshot.sources):
                 return
-        payload = {
-            "items": [v.id for v in hot],
-            "hot_set": hot_set,
-            "max_tokens": p.snapshot_max_tokens,
-            "dtype": p.snapshot_dtype,
-        }
         rule = f"hot: recalled >= {p.hot_min_access}x, retention >= {p.hot_min_retention:g}"
-        steps.append(self._step("promote_snapshot", rule, payload))
+        step = PromoteSnapshot(
+            self.cube,
+            rule,
+            items=tuple(v.id for v in hot),
+            hot_set=tuple(hot_set),
+            max_tokens=p.snapshot_max_tokens,
+            dtype=p.snapshot_dtype,
+        )
+        steps.append(step)
 
     def _consolidate(
-        self, items: dict[str, _ItemView], holding: set[str], steps: list[PlannedStep]
+        self, items: dict[str, _ItemView], holding: set[str], steps: list[Step]
     ) -> None:
         p = self.policy
         stable = sorted(
             (
                 v
                 for v in items.values()
-                if v.state in ("active", "warm")
+                if v.state in (State.ACTIVE, State.WARM)
                 and v.id not in holding
                 and v.access_count >= p.consolidate_min_access
                 and v.stability >= p.consolidate_min_stability_days
@@ -337,8 +299,4 @@ class _CubePlanner:
             f"stability >= {p.consolidate_min_stability_days:g} d"
         )
         chosen = [v.id for v in stable[: p.consolidate_max_batch]]
-        steps.append(self._step("consolidate", rule, {"items": chosen}))
-
-
-def _decay(changes: list[StateChange], now: datetime) -> dict[str, Any]:
-    return {"now": now.isoformat(), "changes": [c.to_dict() for c in changes]}
+        steps.append(Consolidate(self.cube, rule, items=tuple(chosen)))

@@ -16,7 +16,7 @@ from memos.errors import ConfigError
 class SchedulerPolicy:
     """Thresholds of the scheduler's rules (see the module docs for each rule).
 
-    ``train`` holds :class:`memos.parametric.training.TrainConfig` fields for the
+    ``train`` holds :class:`memos.parametric.config.TrainConfig` fields for the
     adapters the scheduler trains; ``attach_adapters`` attaches them at once
     (off by default: attached adapters make KV snapshots unusable, because the
     snapshots were computed without them). ``interval_minutes`` is how often

@@ -28,6 +28,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from memos.records import State
+
 LIVE = "state != 'deleted'"
 
 
@@ -108,7 +110,7 @@ class Item(Base):
     last_accessed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     access_count: Mapped[int] = mapped_column(Integer, default=0)
     stability: Mapped[float] = mapped_column(Float, default=1.0)
-    state: Mapped[str] = mapped_column(String(16), default="active")
+    state: Mapped[str] = mapped_column(String(16), default=State.ACTIVE)
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     trust: Mapped[float] = mapped_column(Float, default=1.0)
     change_seq: Mapped[int] = mapped_column(Integer, default=0)

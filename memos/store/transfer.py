@@ -24,35 +24,36 @@ from memos import store
 from memos.errors import ImportFormatError, InvalidInputError
 from memos.plaintext import ingest
 from memos.plaintext.text import content_hash, normalize_text
-from memos.records import STATES, ImportReport
+from memos.records import STATES, ImportReport, State
 from memos.store.models import Cube, Item, ItemTag, ItemVersion
 
 if TYPE_CHECKING:
-    from memos.client import Memos
+    from memos.plaintext.writer import Writer
+    from memos.store.db import Database
 
 FORMAT = 1
 _TIMES = ("event_time", "created_at", "updated_at", "last_accessed_at", "deleted_at")
 
 
-def export_items(memos: Memos, out: str | Path | IO[str], cube: str | None) -> int:
+def export_items(db: Database, out: str | Path | IO[str], cube: str | None) -> int:
     """Write items of ``cube`` (all cubes when ``None``) to ``out``; return the count."""
-    with memos.db.read() as session:
+    with db.read() as session:
         cubes = [store.cube_by_name(session, cube)] if cube else list(session.scalars(select(Cube)))
     count = 0
     with _open(out, "w") as handle:
         header = {"memos_export": FORMAT, "cubes": [c.name for c in cubes]}
         handle.write(json.dumps(header) + "\n")
         for cube_row in cubes:
-            for line in _cube_lines(memos, cube_row):
+            for line in _cube_lines(db, cube_row):
                 handle.write(line + "\n")
                 count += 1
     return count
 
 
-def _cube_lines(memos: Memos, cube: Cube) -> Iterator[str]:
+def _cube_lines(db: Database, cube: Cube) -> Iterator[str]:
     last = 0
     while True:
-        with memos.db.read() as session:
+        with db.read() as session:
             rows = session.scalars(
                 select(Item)
                 .where(Item.cube_pk == cube.pk, Item.pk > last)
@@ -67,26 +68,8 @@ def _cube_lines(memos: Memos, cube: Cube) -> Iterator[str]:
 
 
 def _item_dict(session: Session, cube: Cube, item: Item) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "cube": cube.name,
-        "id": item.id,
-        "text": item.text,
-        "content_hash": item.content_hash,
-        "metadata": item.meta,
-        "tags": item.tags,
-        "user_id": item.user_id,
-        "agent_id": item.agent_id,
-        "source_kind": item.source_kind,
-        "session_id": item.session_id,
-        "speaker": item.speaker,
-        "role": item.role,
-        "version": item.version,
-        "access_count": item.access_count,
-        "stability": item.stability,
-        "state": item.state,
-        "pinned": item.pinned,
-        "trust": item.trust,
-    }
+    data: dict[str, Any] = {"cube": cube.name, **store.item_values(item)}
+    data["deleted_at"] = item.deleted_at
     for name in _TIMES:
         value = getattr(item, name)
         data[name] = value.isoformat() if value else None
@@ -111,19 +94,19 @@ class _Entry:
     data: dict[str, Any]
 
 
-def import_items(memos: Memos, source: str | Path | IO[str], cube: str | None) -> ImportReport:
+def import_items(writer: Writer, source: str | Path | IO[str], cube: str | None) -> ImportReport:
     """Validate every line of ``source``, then store the items not yet present."""
     entries = list(_read_entries(source, cube))
     cubes = sorted({e.cube for e in entries})
     imported = skipped = versions = 0
     for cube_name in cubes:
         batch = [e.data for e in entries if e.cube == cube_name]
-        live = [d for d in batch if d["state"] != "deleted"]
-        vectors = memos.writer.vectors_for(
+        live = [d for d in batch if d["state"] != State.DELETED]
+        vectors = writer.vectors_for(
             [ingest.new_item(d["text"], max_chars=len(d["text"])) for d in live], cube_name
         )
-        counts = memos.db.write(
-            partial(_store, memos, cube_name=cube_name, batch=batch, vectors=vectors)
+        counts = writer.core.db.write(
+            partial(_store, writer, cube_name=cube_name, batch=batch, vectors=vectors)
         )
         imported, skipped, versions = (
             a + b for a, b in zip((imported, skipped, versions), counts, strict=True)
@@ -181,9 +164,9 @@ def _check_item(data: Any) -> dict[str, Any]:
 
 
 def _store(
-    memos: Memos, session: Session, *, cube_name: str, batch: list[dict[str, Any]], vectors: Any
+    writer: Writer, session: Session, *, cube_name: str, batch: list[dict[str, Any]], vectors: Any
 ) -> tuple[int, int, int]:
-    now = memos.clock.now()
+    now = writer.core.clock.now()
     cube = store.ensure_cube(session, cube_name, now)
     ids = [d["id"] for d in batch]
     present = set(session.scalars(select(Item.id).where(Item.id.in_(ids))))
@@ -191,7 +174,7 @@ def _store(
     revision = store.bump_revision(session, cube.pk)
     imported = skipped = versions = 0
     for data in batch:
-        clash = data["state"] != "deleted" and data["content_hash"] in live
+        clash = data["state"] != State.DELETED and data["content_hash"] in live
         if data["id"] in present or clash:
             skipped += 1
             continue
@@ -213,10 +196,10 @@ def _store(
             )
             versions += 1
         session.add_all(ItemTag(item_pk=item.pk, tag=tag) for tag in data["tags"])
-        if item.state != "deleted":
+        if item.state != State.DELETED:
             live[item.content_hash] = item
         imported += 1
-    store.save_vectors(session, memos.embedder.fingerprint, vectors)
+    store.save_vectors(session, writer.core.embedder.fingerprint, vectors)
     store.log_event(
         session, now, "import", cube_pk=cube.pk, details={"imported": imported, "skipped": skipped}
     )

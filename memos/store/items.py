@@ -1,10 +1,9 @@
-"""Operations on the system of record, each inside a caller's session.
+"""Item rows and their versions, tags and states (inside a caller's session).
 
-These functions know the tables and the rules that keep them consistent:
-every change bumps its cube's revision and stamps the changed items with it
-(which is how the derived indexes learn of it), records a version when content changes,
-marks derived artifacts stale, and appends an event. They never commit: the
-caller's transaction (``Database.write``) does.
+Every change bumps its cube's revision and stamps the changed items with it
+(which is how the derived indexes learn of it), records a version when content
+changes, marks derived artifacts stale, and appends an event. Nothing here
+commits: the caller's transaction (``Database.write``) does.
 """
 
 from __future__ import annotations
@@ -15,20 +14,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from memos.errors import UnknownCubeError, UnknownItemError
+from memos.errors import UnknownItemError
 from memos.lifecycle.retention import RetentionPolicy
-from memos.records import SEARCHABLE_STATES, MemoryRecord, MemoryVersion
+from memos.records import SEARCHABLE_STATES, State
+from memos.store.cubes import bump_revision
+from memos.store.events import log_event
 from memos.store.models import (
     Artifact,
     ArtifactSource,
     Cube,
-    Embedding,
     Event,
     Item,
     ItemTag,
@@ -57,54 +54,6 @@ class NewItem:
     id: str | None = None
 
 
-# -- cubes -----------------------------------------------------------------
-
-
-def cube_by_name(session: Session, name: str) -> Cube:
-    """The cube called ``name``; ``UnknownCubeError`` lists the known ones."""
-    cube = session.scalar(select(Cube).where(Cube.name == name))
-    if cube is None:
-        known = ", ".join(cube_names(session)) or "none yet"
-        raise UnknownCubeError(f"unknown cube {name!r} (known: {known})")
-    return cube
-
-
-def cube_names(session: Session) -> list[str]:
-    return list(session.scalars(select(Cube.name).order_by(Cube.name)))
-
-
-def ensure_cube(session: Session, name: str, now: datetime, owner_id: str | None = None) -> Cube:
-    """The cube called ``name``, created (with an event) when missing."""
-    cube = session.scalar(select(Cube).where(Cube.name == name))
-    if cube is not None:
-        return cube
-    cube = Cube(
-        id=str(uuid.uuid4()), name=name, owner_id=owner_id, meta={}, revision=0, created_at=now
-    )
-    session.add(cube)
-    session.flush()
-    log_event(session, now, "cube.create", cube_pk=cube.pk, details={"name": name})
-    return cube
-
-
-def bump_revision(session: Session, cube_pk: int) -> int:
-    """Increment the cube's revision under its row lock and return the new value.
-
-    The row lock orders writers of one cube, so revisions commit in order and
-    an index that has seen revision N has seen every change up to N.
-    """
-    stmt = (
-        update(Cube)
-        .where(Cube.pk == cube_pk)
-        .values(revision=Cube.revision + 1)
-        .returning(Cube.revision)
-    )
-    return int(session.execute(stmt).scalar_one())
-
-
-# -- items -------------------------------------------------------------------
-
-
 def live_by_hash(session: Session, cube_pk: int, hashes: Iterable[str]) -> dict[str, Item]:
     """Live (not deleted) items of a cube with these content hashes."""
     wanted = list(set(hashes))
@@ -113,7 +62,7 @@ def live_by_hash(session: Session, cube_pk: int, hashes: Iterable[str]) -> dict[
         stmt = select(Item).where(
             Item.cube_pk == cube_pk,
             Item.content_hash.in_(wanted[start : start + 500]),
-            Item.state != "deleted",
+            Item.state != State.DELETED,
         )
         found.update({item.content_hash: item for item in session.scalars(stmt)})
     return found
@@ -196,7 +145,7 @@ def _item_row(
         "updated_at": now,
         "access_count": 0,
         "stability": policy.initial_stability(item.importance),
-        "state": "active",
+        "state": State.ACTIVE,
         "pinned": item.pinned,
         "trust": item.trust,
         "change_seq": revision,
@@ -214,7 +163,7 @@ def item_by_id(session: Session, item_id: str, include_deleted: bool = True) -> 
     if not isinstance(item_id, str):
         raise UnknownItemError(f"item id must be a string, got {item_id!r}")
     item = session.scalar(select(Item).where(Item.id == item_id))
-    if item is None or (item.state == "deleted" and not include_deleted):
+    if item is None or (item.state == State.DELETED and not include_deleted):
         raise UnknownItemError(f"no memory item with id {item_id!r}")
     return item
 
@@ -260,7 +209,7 @@ def rewrite_item(
 def set_deleted(session: Session, item: Item, now: datetime, revision: int, reason: str) -> None:
     """Soft-delete ``item``: out of search, kept (with history) until purged."""
     previous = item.state
-    item.state, item.deleted_at = "deleted", now
+    item.state, item.deleted_at = State.DELETED, now
     item.updated_at, item.change_seq = now, revision
     mark_artifacts_stale(session, [item.id], "source item deleted")
     log_event(
@@ -281,16 +230,16 @@ def set_restored(session: Session, item: Item, now: datetime, revision: int) -> 
     archived one becomes active as if just recalled (its stability is kept).
     """
     previous = item.state
-    if previous == "deleted":
+    if previous == State.DELETED:
         last = session.scalar(
             select(Event)
             .where(Event.item_id == item.id, Event.kind == "delete")
             .order_by(Event.pk.desc())
             .limit(1)
         )
-        state = (last.details or {}).get("previous_state", "active") if last else "active"
+        state = (last.details or {}).get("previous_state", State.ACTIVE) if last else State.ACTIVE
     else:
-        state = "active"
+        state = State.ACTIVE
         item.last_accessed_at = now
     item.state, item.deleted_at = state, None
     item.updated_at, item.change_seq = now, revision
@@ -347,194 +296,4 @@ def versions_of(session: Session, item: Item) -> list[ItemVersion]:
         session.scalars(
             select(ItemVersion).where(ItemVersion.item_pk == item.pk).order_by(ItemVersion.version)
         )
-    )
-
-
-# -- embeddings --------------------------------------------------------------
-
-
-def cached_vectors(session: Session, model: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
-    """Stored vectors of these content hashes under embedder ``model``."""
-    wanted = list(set(hashes))
-    found: dict[str, np.ndarray] = {}
-    for start in range(0, len(wanted), 500):
-        stmt = select(Embedding.content_hash, Embedding.vector).where(
-            Embedding.model == model, Embedding.content_hash.in_(wanted[start : start + 500])
-        )
-        found.update({h: np.frombuffer(v, dtype=np.float32) for h, v in session.execute(stmt)})
-    return found
-
-
-def save_vectors(session: Session, model: str, vectors: dict[str, np.ndarray]) -> None:
-    """Store vectors by content hash (already stored ones are left as they are)."""
-    if not vectors:
-        return
-    rows = [
-        {
-            "model": model,
-            "content_hash": h,
-            "dim": int(v.shape[0]),
-            "vector": v.astype(np.float32).tobytes(),
-        }
-        for h, v in vectors.items()
-    ]
-    maker = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
-    session.execute(
-        maker(Embedding).on_conflict_do_nothing(index_elements=["model", "content_hash"]), rows
-    )
-
-
-def count_embedded(session: Session, cube_pk: int, model: str) -> int:
-    stmt = (
-        select(func.count())
-        .select_from(Item)
-        .join(Embedding, (Embedding.content_hash == Item.content_hash) & (Embedding.model == model))
-        .where(Item.cube_pk == cube_pk, Item.state != "deleted")
-    )
-    return int(session.scalar(stmt) or 0)
-
-
-# -- events ------------------------------------------------------------------
-
-
-def log_event(
-    session: Session,
-    now: datetime,
-    kind: str,
-    *,
-    cube_pk: int | None = None,
-    item_id: str | None = None,
-    actor: str | None = None,
-    reason: str | None = None,
-    from_tier: str | None = None,
-    to_tier: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    """Append one event to the audit log."""
-    session.add(
-        Event(
-            at=now,
-            cube_pk=cube_pk,
-            item_id=item_id,
-            kind=kind,
-            actor=actor,
-            reason=reason,
-            from_tier=from_tier,
-            to_tier=to_tier,
-            details=details or {},
-        )
-    )
-
-
-@dataclass(frozen=True)
-class EventSpec:
-    """An event to log: what happened, when, and between which tiers."""
-
-    at: datetime
-    kind: str
-    reason: str | None = None
-    from_tier: str | None = None
-    to_tier: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-def log_spec(session: Session, spec: EventSpec, cube_pk: int | None = None) -> None:
-    """Append the event ``spec`` describes."""
-    log_event(
-        session,
-        spec.at,
-        spec.kind,
-        cube_pk=cube_pk,
-        reason=spec.reason,
-        from_tier=spec.from_tier,
-        to_tier=spec.to_tier,
-        details=spec.details,
-    )
-
-
-# -- conversion --------------------------------------------------------------
-
-
-def to_record(item: Item, cube_name: str) -> MemoryRecord:
-    """An immutable :class:`MemoryRecord` copy of an ORM row."""
-    return MemoryRecord(
-        id=item.id,
-        cube=cube_name,
-        text=item.text,
-        content_hash=item.content_hash,
-        metadata=dict(item.meta or {}),
-        tags=list(item.tags or []),
-        user_id=item.user_id,
-        agent_id=item.agent_id,
-        source_kind=item.source_kind,
-        session_id=item.session_id,
-        speaker=item.speaker,
-        role=item.role,
-        event_time=item.event_time,
-        version=item.version,
-        created_at=item.created_at,
-        updated_at=item.updated_at,
-        last_accessed_at=item.last_accessed_at,
-        access_count=item.access_count,
-        stability=item.stability,
-        state=item.state,
-        pinned=item.pinned,
-        trust=item.trust,
-    )
-
-
-def records_by_pk(session: Session, pks: Sequence[int], cube_name: str) -> dict[int, MemoryRecord]:
-    """Records of items ``pks`` read with one plain (non-ORM) query."""
-    table = Item.__table__
-    rows = session.execute(select(table).where(table.c.pk.in_(list(pks)))).mappings()
-    return {row["pk"]: _row_record(row, cube_name) for row in rows}
-
-
-@dataclass(frozen=True)
-class RetentionFigures:
-    """The columns retention is computed from."""
-
-    created_at: datetime
-    last_accessed_at: datetime | None
-    stability: float
-    pinned: bool
-
-
-def _row_record(row: Any, cube_name: str) -> MemoryRecord:
-    return MemoryRecord(
-        id=row["id"],
-        cube=cube_name,
-        text=row["text"],
-        content_hash=row["content_hash"],
-        metadata=dict(row["metadata"] or {}),
-        tags=list(row["tags"] or []),
-        user_id=row["user_id"],
-        agent_id=row["agent_id"],
-        source_kind=row["source_kind"],
-        session_id=row["session_id"],
-        speaker=row["speaker"],
-        role=row["role"],
-        event_time=row["event_time"],
-        version=row["version"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_accessed_at=row["last_accessed_at"],
-        access_count=row["access_count"],
-        stability=row["stability"],
-        state=row["state"],
-        pinned=bool(row["pinned"]),
-        trust=row["trust"],
-    )
-
-
-def to_version(version: ItemVersion, item_id: str) -> MemoryVersion:
-    return MemoryVersion(
-        item_id=item_id,
-        version=version.version,
-        text=version.text,
-        content_hash=version.content_hash,
-        metadata=dict(version.meta or {}),
-        tags=list(version.tags or []),
-        recorded_at=version.recorded_at,
-        reason=version.reason,
     )

@@ -1,0 +1,48 @@
+"""Consolidation settings (a light module: no torch), shared by the SDK, the
+scheduler's policy and the trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memos.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Consolidation settings.
+
+    Attributes:
+        rank: units per memory layer.
+        layers: decoder layers to add memories to (``None``: a third, half
+            and two thirds of the way up).
+        steps: most optimizer steps.
+        batch_size: training examples per step (shuffled each epoch).
+        lr: AdamW learning rate at the start; it decays to 0 on a cosine over ``steps``.
+        locality_weight: weight of the KL term on general text.
+        locality_batch: general-text lines in the KL term per step.
+        target_loss: stop once an epoch's mean task loss falls below this.
+        patience: stop after this many epochs without a 1% improvement of the
+            best epoch loss.
+        seed: seeds initialization order and batching.
+        backend: side-GLU kernel backend (``auto``, ``triton``, ``reference``).
+    """
+
+    rank: int = 32
+    layers: tuple[int, ...] | None = None
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 5e-2
+    locality_weight: float = 0.5
+    locality_batch: int = 4
+    target_loss: float = 0.05
+    patience: int = 3
+    seed: int = 0
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("rank", "steps", "batch_size", "locality_batch", "patience"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"{name}={getattr(self, name)}; allowed: >= 1")
+        if self.lr <= 0 or self.locality_weight < 0:
+            raise InvalidInputError("lr must be > 0 and locality_weight >= 0")

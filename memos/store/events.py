@@ -1,0 +1,68 @@
+"""The append-only event log: who did what, when and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from memos.store.models import (
+    Event,
+)
+
+
+def log_event(
+    session: Session,
+    now: datetime,
+    kind: str,
+    *,
+    cube_pk: int | None = None,
+    item_id: str | None = None,
+    actor: str | None = None,
+    reason: str | None = None,
+    from_tier: str | None = None,
+    to_tier: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Append one event to the audit log."""
+    session.add(
+        Event(
+            at=now,
+            cube_pk=cube_pk,
+            item_id=item_id,
+            kind=kind,
+            actor=actor,
+            reason=reason,
+            from_tier=from_tier,
+            to_tier=to_tier,
+            details=details or {},
+        )
+    )
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """An event to log: what happened, when, and between which tiers."""
+
+    at: datetime
+    kind: str
+    reason: str | None = None
+    from_tier: str | None = None
+    to_tier: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def log_spec(session: Session, spec: EventSpec, cube_pk: int | None = None) -> None:
+    """Append the event ``spec`` describes."""
+    log_event(
+        session,
+        spec.at,
+        spec.kind,
+        cube_pk=cube_pk,
+        reason=spec.reason,
+        from_tier=spec.from_tier,
+        to_tier=spec.to_tier,
+        details=spec.details,
+    )
