@@ -354,7 +354,7 @@ class Memos(ModelTiers):
         cube_row = self.core.cube(cube)
         with self.db.read() as session:
             counts = store.cube_counts(session, cube_row.pk, self.embedder.fingerprint)
-        index = self.indexes.get(cube_row)
+        entries, index_revision = self.indexes.figures(cube_row)
         return CubeStats(
             cube=cube,
             items=sum(counts.by_state.values()),
@@ -362,8 +362,8 @@ class Memos(ModelTiers):
             versions=counts.versions,
             tags=counts.tags,
             embedded=counts.embedded,
-            index_entries=len(index),
-            index_revision=index.revision,
+            index_entries=entries,
+            index_revision=index_revision,
             revision=cube_row.revision,
             oldest=as_utc(counts.oldest),
             newest=as_utc(counts.newest),

@@ -74,7 +74,8 @@ def test_consolidate_attach_chat_detach(mem: Memos, lm: LanguageModel) -> None:
     snapshot = mem.build_snapshot("facts")
     reply = mem.chat("What is Zorbil's favourite colour?", cube="facts", max_new_tokens=3)
     assert reply.snapshot_id is None  # snapshots are skipped while adapters change the weights
-    assert snapshot.id
+    assert reply.cached_tokens == 0 and reply.prompt_tokens > 0
+    assert [s.id for s in mem.activation.snapshots("facts")] == [snapshot.id]
     mem.parametric.detach(info.id)
     assert sm.attached(lm.model) == {} and torch.equal(_logits(lm), before)
 

@@ -184,7 +184,11 @@ def test_context_respects_budget(mem: Memos) -> None:
     block = mem.context("Alice", budget_tokens=30)
     assert block.tokens <= 30 and block.items
     assert block.text.startswith("Relevant memories")
-    assert FACTS[0] in block.text or FACTS[3] in block.text
+    # the block is the best hits in rank order, as many as fit the budget
+    best = [hit.item.text for hit in mem.search("Alice", k=len(block.items))]
+    assert [item.text for item in block.items] == best
+    assert all(text.startswith("Alice") for text in best)
+    assert block.text.endswith(best[-1])
     assert mem.context("zzzz qqqq", budget_tokens=5).text == ""
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +23,12 @@ import faiss
 import numpy as np
 
 from memos.errors import IndexFileError
+from memos.plaintext.index_file import FORMAT_VERSION, IndexIdentity, check_meta
 from memos.store.files import atomic_path
 
-FORMAT_VERSION = "1"
 _COMPACT_MIN_DEAD = 256
 _COMPACT_DEAD_SHARE = 0.25
 _EXACT_BELOW = 4096
-
-
-@dataclass(frozen=True)
-class IndexIdentity:
-    """What an index file must match to be used."""
-
-    cube_id: str
-    fingerprint: str
-    dim: int
-    kind: str
 
 
 class DenseIndex:
@@ -225,7 +214,7 @@ class DenseIndex:
                 alive = handle.get_tensor("alive").astype(bool)
         except Exception as exc:  # safetensors raises several types on a torn file
             raise IndexFileError(f"{path} is unreadable: {exc}") from exc
-        _check_meta(path, meta, identity, blob)
+        check_meta(path, meta, identity, blob)
         index = cls(identity, hnsw_m)
         try:
             index._faiss = faiss.deserialize_index(blob)
@@ -237,22 +226,3 @@ class DenseIndex:
         index._pk_label = {int(labels[i]): int(i) for i in np.flatnonzero(alive)}
         index.revision = int(meta["revision"])
         return index
-
-
-def _check_meta(
-    path: Path, meta: dict[str, str], identity: IndexIdentity, blob: np.ndarray
-) -> None:
-    expected = {
-        "format": FORMAT_VERSION,
-        "cube_id": identity.cube_id,
-        "fingerprint": identity.fingerprint,
-        "dim": str(identity.dim),
-        "kind": identity.kind,
-    }
-    for key, value in expected.items():
-        if meta.get(key) != value:
-            raise IndexFileError(f"{path}: {key} is {meta.get(key)!r}, expected {value!r}")
-    if hashlib.sha256(blob.tobytes()).hexdigest() != meta.get("index_sha256"):
-        raise IndexFileError(f"{path}: index bytes do not match their checksum")
-    if not meta.get("revision", "").isdigit():
-        raise IndexFileError(f"{path}: no revision recorded")

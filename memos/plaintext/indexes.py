@@ -25,13 +25,14 @@ from sqlalchemy.orm import Session
 from memos import store
 from memos.errors import IndexFileError, IndexRebuiltWarning
 from memos.plaintext.embedder import Embedder, embed
+from memos.plaintext.index_file import IndexIdentity, peek
 from memos.plaintext.keyword import KeywordIndex
 from memos.records import SEARCHABLE_STATES, State
 from memos.store.db import Database
 from memos.store.models import Cube, Embedding, Item
 
 if TYPE_CHECKING:  # FAISS loads when the first index opens
-    from memos.plaintext.dense_index import DenseIndex, IndexIdentity
+    from memos.plaintext.dense_index import DenseIndex
 
 log = logging.getLogger(__name__)
 _SAVE_EVERY = 5000
@@ -106,6 +107,20 @@ class IndexManager:
         hidden.update(int(pk) for pk, _, state in rows if state not in SEARCHABLE_STATES)
         return index
 
+    def figures(self, cube: Cube) -> tuple[int, int]:
+        """Live entries and revision of the cube's dense index.
+
+        Read from the file's header (no FAISS) when the index is not loaded
+        and its file is whole and current; otherwise the index is loaded.
+        """
+        index = self.loaded(cube.pk)
+        if index is None:
+            peeked = peek(self.path(cube.id), self._identity(cube))
+            if peeked is not None and peeked[1] == cube.revision:
+                return peeked
+            index = self.get(cube)
+        return len(index), index.revision
+
     def loaded(self, cube_pk: int) -> DenseIndex | None:
         """The cube's index if this process has it in memory."""
         return self._indexes.get(cube_pk)
@@ -137,8 +152,6 @@ class IndexManager:
         return index
 
     def _identity(self, cube: Cube) -> IndexIdentity:
-        from memos.plaintext.dense_index import IndexIdentity
-
         return IndexIdentity(cube.id, self.embedder.fingerprint, self.embedder.dim, self.kind)
 
     def rebuild(self, cube: Cube, progress: Progress | None = None) -> DenseIndex:
