@@ -73,7 +73,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "MEMOS_HOME": home, "MEMOS_EMBEDDER": "hashing"}
         memos_bin = str(Path(sys.executable).with_name("memos"))
-        subprocess.run([memos_bin, "add", "a first memory"], env=env, check=True, capture_output=True)
+        add = [memos_bin, "add", "a first memory"]
+        subprocess.run(add, env=env, check=True, capture_output=True)
         rows = {
             "python -c 'import memos'": _time_import("import memos", args.repeat),
             "python -c 'from memos import Memos'": _time_import(

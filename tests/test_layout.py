@@ -59,7 +59,9 @@ def test_importing_memos_and_its_facade_loads_no_heavy_backend(tmp_path: Path) -
 
 
 def test_cli_help_and_read_only_commands_load_no_heavy_backend(tmp_path: Path) -> None:
-    stocked = "from memos import Memos\nwith Memos() as m:\n    m.add('a memory')\n    m.search('memory')"
+    stocked = (
+        "from memos import Memos\nwith Memos() as m:\n    m.add('a memory')\n    m.search('memory')"
+    )
     assert _heavy_after(stocked, tmp_path) == ["faiss"]  # searching loads the index
     commands = [
         ["--help"],
