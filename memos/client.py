@@ -28,7 +28,7 @@ from memos.plaintext import ingest
 from memos.plaintext.context import approx_tokens, assemble_context
 from memos.plaintext.filters import SearchFilter
 from memos.plaintext.retrieval import Retriever
-from memos.plaintext.text import normalize_text
+from memos.plaintext.text import check_string, normalize_text, string_problem
 from memos.plaintext.writer import Writer
 from memos.records import (
     ContextBlock,
@@ -130,6 +130,8 @@ class Memos(ModelTiers):
     def create_cube(self, name: str, owner_id: str | None = None) -> str:
         """Create cube ``name`` (no error when it exists) and return its name."""
         ingest.check_cube_name(name)
+        if owner_id is not None:
+            check_string(owner_id, "owner_id", ingest.FIELD_LIMITS["user_id"])
         self.db.write(lambda s: store.ensure_cube(s, name, self.clock.now(), owner_id))
         return name
 
@@ -288,6 +290,9 @@ class Memos(ModelTiers):
         unknown ids raise ``UnknownItemError`` before anything is counted.
         """
         ids = [item_ids] if isinstance(item_ids, str) else list(item_ids)
+        for item_id in ids:
+            if not isinstance(item_id, str) or string_problem(item_id):
+                raise UnknownItemError(f"item id must be a valid string, got {item_id!r}")
         with self.db.read() as session:
             known = set(
                 session.scalars(

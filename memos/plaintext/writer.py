@@ -156,7 +156,7 @@ class Writer:
                 f"cannot update field(s) {unknown}; allowed: text, {', '.join(UPDATABLE)}"
             )
         fields = dict(changes)
-        reason = fields.pop("reason", "update")
+        reason = ingest.check_reason(fields.pop("reason", "update"))
         with self.core.db.read() as session:
             current = store.item_by_id(session, item_id, include_deleted=False)
             cube_name = session.scalar(select(Cube.name).where(Cube.pk == current.cube_pk)) or ""
@@ -189,6 +189,7 @@ class Writer:
 
     def delete(self, item_id: str, reason: str) -> MemoryRecord:
         """Soft-delete an item."""
+        ingest.check_reason(reason)
         now = self.core.clock.now()
 
         def work(session: Session) -> tuple[int, int, int, MemoryRecord]:
@@ -225,6 +226,7 @@ class Writer:
 
     def purge(self, item_id: str, reason: str) -> None:
         """Remove an item and its history for good."""
+        ingest.check_reason(reason)
         now = self.core.clock.now()
 
         def work(session: Session) -> tuple[int, int]:

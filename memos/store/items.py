@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from memos.errors import UnknownItemError
 from memos.lifecycle.retention import RetentionPolicy
+from memos.plaintext.text import string_problem
 from memos.records import SEARCHABLE_STATES, State
 from memos.store.cubes import bump_revision
 from memos.store.events import log_event
@@ -160,8 +161,8 @@ def _insert_tags(session: Session, pairs: Iterable[tuple[int, list[str]]]) -> No
 
 def item_by_id(session: Session, item_id: str, include_deleted: bool = True) -> Item:
     """The item with this id; ``UnknownItemError`` when there is none."""
-    if not isinstance(item_id, str):
-        raise UnknownItemError(f"item id must be a string, got {item_id!r}")
+    if not isinstance(item_id, str) or string_problem(item_id):
+        raise UnknownItemError(f"item id must be a valid string, got {item_id!r}")
     item = session.scalar(select(Item).where(Item.id == item_id))
     if item is None or (item.state == State.DELETED and not include_deleted):
         raise UnknownItemError(f"no memory item with id {item_id!r}")
