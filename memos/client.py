@@ -414,10 +414,14 @@ class Memos(ModelTiers):
         return len(index)
 
     def export_jsonl(self, out: str | Path | IO[str], *, cube: str | None = None) -> int:
-        """Write items (every state, with versions) as JSON lines; returns the count."""
+        """Write items (every state, with versions) as JSON lines; returns the count.
+
+        A path is written atomically (a failed export leaves no partial file);
+        a path inside the home or naming a database file raises ``PathError``.
+        """
         from memos.store.transfer import export_items
 
-        return export_items(self.db, out, cube)
+        return export_items(self.db, out, cube, self.config.home)
 
     def import_jsonl(
         self, source: str | Path | IO[str], *, cube: str | None = None

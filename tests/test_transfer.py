@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from helpers import open_memos
 
-from memos import ImportFormatError
+from memos import ImportFormatError, PathError
 from memos.client import Memos
 
 
@@ -78,3 +79,77 @@ def test_bad_import_stores_nothing(mem: Memos, tmp_path: Path, damage: str) -> N
         target.import_jsonl(io.StringIO("\n".join(lines)))
     assert target.cubes() == []
     target.close()
+
+
+def _home_files(home: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(home)): p.read_bytes() for p in home.rglob("*") if p.is_file()}
+
+
+def test_export_refuses_every_file_of_the_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    mem = open_memos(home)
+    mem.add_many(["one", "two"])
+    mem.search("one")
+    mem.close()
+    outside = tmp_path / "link.jsonl"
+    outside.symlink_to(home / "memos.db")
+    index = next((home / "indexes").rglob("*.safetensors"))
+    (home / "kv").mkdir()
+    mem = open_memos(home)
+    mem.search("one")
+    before = _home_files(home)
+    targets = [home / "memos.db", home / "memos.db-wal", index, home / "kv" / "x.st", home]
+    for target in [*targets, outside, home / "new.jsonl"]:
+        with pytest.raises(PathError, match=r"memos home|database"):
+            mem.export_jsonl(target)
+    assert _home_files(home) == before
+    assert mem.stats().items == 2
+    mem.close()
+
+
+def test_export_to_a_database_outside_the_home_is_refused(tmp_path: Path) -> None:
+    mem = open_memos(tmp_path / "home", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    mem.add("one")
+    for suffix in ("", "-wal"):
+        with pytest.raises(PathError, match="database"):
+            mem.export_jsonl(tmp_path / f"elsewhere.db{suffix}")
+    assert mem.stats().items == 1
+    mem.close()
+
+
+def test_a_failed_export_leaves_the_old_file(
+    mem: Memos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memos.store import transfer
+
+    mem.add_many(["one", "two"])
+    out = tmp_path / "out" / "dump.jsonl"
+    out.parent.mkdir()
+    mem.export_jsonl(out)
+    good = out.read_bytes()
+
+    def broken(db: object, cube: object) -> Iterator[str]:
+        yield '{"partial": true}'
+        raise OSError("disk full")
+
+    monkeypatch.setattr(transfer, "_cube_lines", broken)
+    with pytest.raises(OSError, match="disk full"):
+        mem.export_jsonl(out)
+    assert out.read_bytes() == good
+    assert [p.name for p in out.parent.iterdir()] == ["dump.jsonl"]
+    with pytest.raises(PathError, match="folder"):
+        mem.export_jsonl(out.parent)
+
+
+def test_export_cli_refuses_the_live_database(tmp_path: Path) -> None:
+    from memos.cli.main import app
+    from typer.testing import CliRunner
+
+    home = tmp_path / "home"
+    runner = CliRunner()
+    args = ["--home", str(home), "--embedder", "hashing"]
+    assert runner.invoke(app, [*args, "add", "keep me"]).exit_code == 0
+    result = runner.invoke(app, [*args, "export", str(home / "memos.db")])
+    assert result.exit_code == 1 and "memos home" in result.output
+    listed = runner.invoke(app, [*args, "ls", "--json"])
+    assert listed.exit_code == 0 and "keep me" in listed.output

@@ -21,10 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from memos import store
-from memos.errors import ImportFormatError, InvalidInputError
+from memos.errors import ImportFormatError, InvalidInputError, PathError
 from memos.plaintext import ingest
 from memos.plaintext.text import content_hash, normalize_text
 from memos.records import STATES, ImportReport, State
+from memos.store.files import atomic_path
 from memos.store.models import Cube, Item, ItemTag, ItemVersion
 
 if TYPE_CHECKING:
@@ -32,22 +33,51 @@ if TYPE_CHECKING:
     from memos.store.db import Database
 
 FORMAT = 1
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 _TIMES = ("event_time", "created_at", "updated_at", "last_accessed_at", "deleted_at")
 
 
-def export_items(db: Database, out: str | Path | IO[str], cube: str | None) -> int:
-    """Write items of ``cube`` (all cubes when ``None``) to ``out``; return the count."""
+def export_items(db: Database, out: str | Path | IO[str], cube: str | None, home: Path) -> int:
+    """Write items of ``cube`` (all cubes when ``None``) to ``out``; return the count.
+
+    A path is written to a temporary file renamed into place, so a failed
+    export leaves no partial file and an older file at ``out`` as it was. A
+    path inside ``home`` or naming the database's files is refused
+    (``PathError``): it could overwrite the store.
+    """
     with db.read() as session:
         cubes = [store.cube_by_name(session, cube)] if cube else list(session.scalars(select(Cube)))
+    if not isinstance(out, str | Path):
+        return _write_export(db, out, cubes)
+    target = _export_target(Path(out), home, db)
+    with atomic_path(target) as tmp, tmp.open("w", encoding="utf-8") as handle:
+        return _write_export(db, handle, cubes)
+
+
+def _write_export(db: Database, handle: IO[str], cubes: list[Cube]) -> int:
     count = 0
-    with _open(out, "w") as handle:
-        header = {"memos_export": FORMAT, "cubes": [c.name for c in cubes]}
-        handle.write(json.dumps(header) + "\n")
-        for cube_row in cubes:
-            for line in _cube_lines(db, cube_row):
-                handle.write(line + "\n")
-                count += 1
+    header = {"memos_export": FORMAT, "cubes": [c.name for c in cubes]}
+    handle.write(json.dumps(header) + "\n")
+    for cube_row in cubes:
+        for line in _cube_lines(db, cube_row):
+            handle.write(line + "\n")
+            count += 1
     return count
+
+
+def _export_target(path: Path, home: Path, db: Database) -> Path:
+    """The real file an export to ``path`` writes (links resolved), if it is safe."""
+    target = path.expanduser().resolve()
+    if target.is_relative_to(home.expanduser().resolve()):
+        raise PathError(
+            f"cannot export to {path}: it is inside the memos home {home} "
+            "(it could overwrite the store); choose a path outside it"
+        )
+    if db.sqlite_path is not None:
+        base = db.sqlite_path.expanduser().resolve()
+        if target in {base, *(base.with_name(base.name + s) for s in _SQLITE_SIDE_FILES)}:
+            raise PathError(f"cannot export to {path}: it is a file of the database {base}")
+    return target
 
 
 def _cube_lines(db: Database, cube: Cube) -> Iterator[str]:
