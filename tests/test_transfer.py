@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -153,3 +154,99 @@ def test_export_cli_refuses_the_live_database(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "memos home" in result.output
     listed = runner.invoke(app, [*args, "ls", "--json"])
     assert listed.exit_code == 0 and "keep me" in listed.output
+
+
+_BAD_FIELDS = [
+    ("stability", -3, "stability"),
+    ("stability", 0, "stability"),
+    ("stability", "high", "stability"),
+    ("stability", float("nan"), "stability"),
+    ("stability", float("inf"), "stability"),
+    ("access_count", -1, "access_count"),
+    ("access_count", 2**40, "access_count"),
+    ("access_count", 1.5, "access_count"),
+    ("version", 0, "version"),
+    ("pinned", "yes", "pinned"),
+    ("trust", 2, "trust"),
+    ("trust", float("nan"), "trust"),
+    ("tags", [1], "tags"),
+    ("tags", {"a": 1}, "tags"),
+    ("id", "not-a-uuid", "id"),
+    ("id", 7, "id"),
+    ("role", "r" * 41, "role"),
+    ("speaker", "nul\x00", "speaker"),
+    ("user_id", "lone \ud800", "user_id"),
+    ("metadata", {"k": "lone \ud800"}, "metadata"),
+    ("metadata", {"k": "x" * 70_000}, "metadata"),
+    ("text", "word " * 1000, "text"),
+    ("text", None, "text"),
+    ("created_at", None, "created_at"),
+    ("created_at", "yesterday", "created_at"),
+    ("source_kind", "s" * 41, "source_kind"),
+    ("colour", "red", "colour"),
+]
+
+
+def _exported_lines(mem: Memos) -> list[str]:
+    item = mem.add("one", tags=["t"])
+    mem.update(item.id, "one, changed")
+    mem.add("two")
+    buffer = io.StringIO()
+    mem.export_jsonl(buffer)
+    return buffer.getvalue().splitlines()
+
+
+@pytest.mark.parametrize(("field", "value", "named"), _BAD_FIELDS)
+def test_import_applies_the_rules_of_add_to_every_field(
+    mem: Memos, tmp_path: Path, field: str, value: object, named: str
+) -> None:
+    lines = _exported_lines(mem)
+    item = json.loads(lines[1])
+    item[field] = value
+    if field == "text" and value is not None:
+        item["content_hash"] = hashlib.sha256(value.strip().encode()).hexdigest()  # type: ignore[union-attr]
+    lines[1] = json.dumps(item)
+    target = open_memos(tmp_path / "t")
+    with pytest.raises(ImportFormatError, match=rf"line 2, field '{named}'"):
+        target.import_jsonl(io.StringIO("\n".join(lines)))
+    assert target.cubes() == []
+    target.close()
+
+
+@pytest.mark.parametrize(
+    "damage", ["duplicate id", "duplicate version", "version hash", "missing text", "a list"]
+)
+def test_import_names_the_line_and_what_is_wrong(mem: Memos, damage: str) -> None:
+    lines = _exported_lines(mem)
+    item = json.loads(lines[1])
+    expected = {
+        "duplicate id": r"line 3, field 'id': .* also on line 2",
+        "duplicate version": r"line 2, field 'versions': version numbers repeat",
+        "version hash": r"line 2, field 'versions': versions\[0\].content_hash does not match",
+        "missing text": r"line 2, field 'text': missing",
+        "a list": r"line 2, field '\(line\)': expected a JSON object, got list",
+    }[damage]
+    if damage == "duplicate id":
+        other = json.loads(lines[2])
+        other["id"] = item["id"]
+        lines[2] = json.dumps(other)
+    elif damage == "duplicate version":
+        item["versions"][0]["version"] = item["versions"][1]["version"]
+    elif damage == "version hash":
+        item["versions"][0]["content_hash"] = "0" * 64
+    elif damage == "missing text":
+        del item["text"]
+    else:
+        item = [item]
+    if damage != "duplicate id":
+        lines[1] = json.dumps(item)
+    mem.purge(json.loads(lines[1])["id"] if damage != "a list" else item[0]["id"])
+    with pytest.raises(ImportFormatError, match=expected):
+        mem.import_jsonl(io.StringIO("\n".join(lines)))
+    assert mem.stats().items == 1
+
+
+def test_a_newer_export_format_is_reported_as_newer(mem: Memos) -> None:
+    header = json.dumps({"memos_export": 2, "cubes": []})
+    with pytest.raises(ImportFormatError, match="newer memos"):
+        mem.import_jsonl(io.StringIO(header + "\n"))

@@ -248,7 +248,7 @@ def check_metadata(value: Any) -> dict[str, Any]:
         raise MetadataTooLargeError(
             f"metadata is {size} bytes as JSON; the limit is {METADATA_MAX_BYTES}"
         )
-    return copy  # type: ignore[no-any-return]
+    return copy
 
 
 def _check_json_strings(value: Any, where: str) -> None:
