@@ -117,7 +117,9 @@ class IndexManager:
 
             index = DenseIndex.load(path, self._identity(cube), self.hnsw_m)
         except IndexFileError as exc:
-            if path.exists():
+            # A cube folder without the file: it was saved here and since lost
+            # (a cube never indexed here has no folder, and nothing to warn about).
+            if path.exists() or path.parent.is_dir():
                 warnings.warn(
                     f"dense index of cube {cube.name!r} is unusable ({exc}); rebuilding",
                     IndexRebuiltWarning,

@@ -107,7 +107,11 @@ def _sqlite_file(database: str | None) -> Path:
     if not database or database == ":memory:":
         raise StoreError("in-memory SQLite is not supported; give a file path")
     path = Path(database).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise StoreError(
+            f"cannot open SQLite database {path}: folder {path.parent} does not exist "
+            "(memos creates only its home; create the folder first)"
+        )
     return path
 
 

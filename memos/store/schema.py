@@ -31,10 +31,15 @@ HEAD = "0002"
 
 @dataclass(frozen=True)
 class SchemaStatus:
-    """Where a database stands relative to this install's migrations."""
+    """Where a database stands relative to this install's migrations.
+
+    ``newer`` is true when the database's revision is unknown here: a newer
+    memos wrote it.
+    """
 
     current: str | None
     head: str
+    newer: bool = False
 
     @property
     def up_to_date(self) -> bool:
@@ -66,6 +71,10 @@ def status(db: Database) -> SchemaStatus:
 
     with db.engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
+    try:
+        _refuse_unknown(alembic_config(db), current)
+    except SchemaTooNewError:
+        return SchemaStatus(current=current, head=head_revision(db), newer=True)
     return SchemaStatus(current=current, head=head_revision(db))
 
 
