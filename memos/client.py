@@ -313,8 +313,8 @@ class Memos(ModelTiers):
         offset: int = 0,
     ) -> list[MemoryRecord]:
         """Items of a cube, newest first."""
-        if limit < 1 or offset < 0:
-            raise InvalidInputError("limit must be >= 1 and offset >= 0")
+        ingest.check_count(limit, "limit", 1)
+        ingest.check_count(offset, "offset", 0)
         cube_row = self.core.cube(cube)
         flt = SearchFilter.from_value(filter)
         with self.db.read() as session:
@@ -335,6 +335,7 @@ class Memos(ModelTiers):
         batch: int = 500,
     ) -> Iterator[MemoryRecord]:
         """Every matching item of a cube, oldest first, read in batches."""
+        ingest.check_count(batch, "batch", 1)
         cube_row = self.core.cube(cube)
         flt = SearchFilter.from_value(filter)
         last = 0
@@ -378,7 +379,8 @@ class Memos(ModelTiers):
 
     def retention(self, item_id: str, at: datetime | None = None) -> float:
         """The item's retention R at ``at`` (default now) under ``config.retention``."""
-        return self.config.retention.retention(self.get(item_id), as_utc(at) or self.clock.now())
+        when = ingest.parse_time(at, "at") or self.clock.now()
+        return self.config.retention.retention(self.get(item_id), when)
 
     def decay(
         self, *, cube: str | None = None, now: datetime | None = None, dry_run: bool = False
@@ -389,7 +391,7 @@ class Memos(ModelTiers):
         Returns the moves (planned ones on a dry run).
         """
         self.core.recalls.flush()
-        at = as_utc(now) or self.clock.now()
+        at = ingest.parse_time(now, "now") or self.clock.now()
         cube_pk = self.core.cube(cube).pk if cube is not None else None
         changes = plan_decay(self.db, self.config.retention, at, cube_pk)
         if not dry_run and changes:

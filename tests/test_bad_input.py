@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,25 @@ def test_metadata_has_a_size_limit(mem: Memos) -> None:
         mem.add_many([{"text": "a", "metadata": {f"k{i}": "é" * 40 for i in range(900)}}])
     _intact(mem)
     assert mem.add("valid text", metadata={"blob": "x" * 60_000}).metadata["blob"]
+
+
+_EDGE = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+_CALLS = {
+    "list limit too big": lambda m: m.list(limit=10**20),
+    "list limit str": lambda m: m.list(limit="5"),
+    "list offset too big": lambda m: m.list(offset=10**20),
+    "iterate batch 0": lambda m: list(m.iterate(batch=0)),
+    "event_time out of UTC": lambda m: m.add("x", event_time=_EDGE),
+    "filter since out of UTC": lambda m: m.search("x", filter={"since": _EDGE}),
+    "filter int too big": lambda m: m.search("x", filter={"metadata": {"a": 10**30}}),
+    "decay now not a time": lambda m: m.decay(now="someday"),
+    "retention at not a time": lambda m: m.retention(m.list()[0].id, at=[1]),
+}
+
+
+@pytest.mark.parametrize("call", list(_CALLS), ids=list(_CALLS))
+def test_no_untyped_error_reaches_a_caller(any_mem: Memos, call: str) -> None:
+    any_mem.add_many(["keep me", "and me too"])
+    with pytest.raises(InvalidInputError):
+        _CALLS[call](any_mem)
+    _intact(any_mem)

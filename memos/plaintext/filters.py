@@ -143,7 +143,10 @@ def _when(name: str, value: Any) -> datetime | None:
             ) from None
     if not isinstance(value, datetime):
         raise InvalidFilterError(f"filter {name} must be a datetime, got {value!r}")
-    return as_utc(value)
+    try:
+        return as_utc(value)
+    except OverflowError:
+        raise InvalidFilterError(f"filter {name}={value!r} is out of range in UTC") from None
 
 
 def _metadata(value: Any) -> tuple[tuple[str, Scalar], ...]:
@@ -161,6 +164,8 @@ def _metadata(value: Any) -> tuple[tuple[str, Scalar], ...]:
             )
         if isinstance(val, str):
             check_string(val, f"filter metadata[{key!r}]", error=InvalidFilterError)
+        if isinstance(val, int) and not -(2**63) <= val < 2**63:
+            raise InvalidFilterError(f"filter metadata[{key!r}]={val}: out of 64-bit range")
     return tuple(sorted(items, key=lambda kv: kv[0]))
 
 

@@ -215,6 +215,13 @@ def check_bool(value: Any, name: str) -> bool:
     return value
 
 
+def check_count(value: Any, name: str, low: int, high: int = 2**31 - 1) -> int:
+    """``value`` if it is an integer (not a bool) in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInputError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
 def check_number(value: Any, name: str, low: float, high: float = math.inf) -> float:
     """``value`` as a float if it is a finite number in ``[low, high]``."""
     if (
@@ -285,7 +292,10 @@ def parse_time(value: Any, name: str) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return as_utc(value)
+        try:
+            return as_utc(value)
+        except OverflowError:
+            raise InvalidInputError(f"{name}={value!r} is out of range in UTC") from None
     if isinstance(value, bool):
         raise InvalidInputError(f"{name} must be a datetime, ISO string or timestamp")
     if isinstance(value, int | float):
