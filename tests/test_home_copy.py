@@ -47,7 +47,9 @@ def test_changing_a_copied_home_leaves_the_original_byte_for_byte(
     a, b = tmp_path / "a", tmp_path / "b"
     mem = _open(a, lm)
     items = mem.add_many(FACTS, cube="facts")
-    snapshots = [mem.build_snapshot("facts", items=items[:n]).id for n in (1, 2)]
+    twice = mem.activation.build("facts", [items[0], items[0]])  # registered once
+    assert twice.items == 1
+    snapshots = [twice.id, mem.build_snapshot("facts", items=items).id]
     adapter = mem.consolidate("facts", **QUICK).id
     mem.close()
     _as_legacy(a, [snapshots[1], adapter])

@@ -12,7 +12,7 @@ from memos.cli.main import app
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from memos import InvalidInputError, PathError, UnknownCubeError
+from memos import InvalidInputError, PathError, StoreError, UnknownCubeError
 from memos.client import Memos
 from memos.errors import IndexRebuiltWarning
 from memos.store import artifacts
@@ -163,3 +163,15 @@ def test_a_failed_registration_leaves_no_orphan_file(mem: Memos) -> None:
             artifacts.store.EventSpec(mem.clock.now(), "kv.build"),
         )
     assert not path.exists()
+
+
+def test_a_damaged_database_file_is_a_one_line_store_error(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run("add", "keep me").exit_code == 0
+    (tmp_path / "home" / "memos.db").write_bytes(b"not a database" * 100)
+    for path in (tmp_path / "home").glob("memos.db-*"):
+        path.unlink()
+    with pytest.raises(StoreError, match="not a database"):
+        open_memos(tmp_path / "home")
+    result = run("ls")
+    assert result.exit_code == 1 and "not a database" in result.stderr
+    assert "Traceback" not in result.output

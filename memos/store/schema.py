@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from memos.errors import SchemaTooNewError
+from memos.errors import SchemaTooNewError, StoreError
 from memos.store.db import Database
 
 if TYPE_CHECKING:
@@ -93,13 +94,22 @@ def upgrade(db: Database) -> SchemaStatus:
 
 
 def ensure_current(db: Database) -> None:
-    """Upgrade ``db`` when behind head; refuse it when it is ahead."""
-    if _stored_revision(db) == HEAD:
-        return
-    state = status(db)
-    _refuse_unknown(alembic_config(db), state.current)
-    if not state.up_to_date:
-        upgrade(db)
+    """Upgrade ``db`` when behind head; refuse it when it is ahead.
+
+    Raises:
+        SchemaTooNewError: a newer memos wrote the database.
+        StoreError: the database cannot be read (for example, not a database file).
+    """
+    try:
+        if _stored_revision(db) == HEAD:
+            return
+        state = status(db)
+        _refuse_unknown(alembic_config(db), state.current)
+        if not state.up_to_date:
+            upgrade(db)
+    except DBAPIError as exc:
+        where = make_url(db.url).render_as_string(hide_password=True)
+        raise StoreError(f"cannot open the database {where}: {exc.orig}") from None
 
 
 def _stored_revision(db: Database) -> str | None:
