@@ -70,8 +70,10 @@ def kv_rm(
     ctx: typer.Context,
     snapshot_ids: Annotated[list[str], typer.Argument(help="Snapshot id(s).")],
 ) -> None:
-    """Delete snapshots (their memories stay in plaintext)."""
+    """Delete snapshots (their memories stay in plaintext; every id is checked first)."""
     with open_memos(ctx) as memos:
+        for snapshot_id in snapshot_ids:
+            memos.activation.info(snapshot_id)
         for snapshot_id in snapshot_ids:
             memos.activation.remove(snapshot_id)
             console.print(f"removed {snapshot_id}", highlight=False)

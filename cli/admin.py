@@ -69,9 +69,19 @@ def db_current(ctx: typer.Context, json_out: Json = False) -> None:
 
     state = schema.status(_database(ctx))  # type: ignore[arg-type]
     if json_out:
-        print_json({"current": state.current, "head": state.head, "up_to_date": state.up_to_date})
+        print_json(
+            {
+                "current": state.current,
+                "head": state.head,
+                "up_to_date": state.up_to_date,
+                "newer": state.newer,
+            }
+        )
         return
-    note = "up to date" if state.up_to_date else "behind: run `memos db upgrade`"
+    if state.newer:
+        note = "newer than this install: upgrade memos"
+    else:
+        note = "up to date" if state.up_to_date else "behind: run `memos db upgrade`"
     console.print(
         f"current {state.current or 'none'} / head {state.head} ({note})", highlight=False
     )

@@ -19,6 +19,8 @@ from memos.cli.output import (
     table,
 )
 
+from memos.records import State
+
 Cube = Annotated[str, typer.Option("--cube", "-c", help="Cube name.")]
 Tags = Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag (repeatable).")]
 Meta = Annotated[
@@ -73,7 +75,7 @@ def add(
         if chunk:
             records = memos.add_document(body, cube=cube, **fields)
         elif file is not None:
-            lines = [line for line in body.splitlines() if line.strip()]
+            lines = _file_lines(file, body, memos.config.max_text_chars, fields)
             with progress_bar("adding", enabled=len(lines) > 50) as bar:
                 records = memos.add_many(lines, cube=cube, progress=bar, **fields)
         else:
@@ -96,10 +98,31 @@ def _read_input(text: list[str] | None, file: Path | None) -> str:
         return " ".join(text)
     if str(file) == "-":
         return sys.stdin.read()
+    data = file.read_bytes()
     try:
-        return file.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CliError(f"{file} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise CliError(
+            f"{file}: line {line} is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+
+
+def _file_lines(file: Path, body: str, max_chars: int, fields: dict[str, Any]) -> list[str]:
+    """The non-empty lines of ``file``, each checked first; an error names its line."""
+    from memos.errors import InvalidInputError
+    from memos.plaintext.ingest import from_mapping
+
+    lines = []
+    for number, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            from_mapping(line, max_chars, fields)
+        except InvalidInputError as exc:
+            raise CliError(f"{file}: line {number}: {exc}; nothing was added") from None
+        lines.append(line)
+    return lines
 
 
 def _filter(
@@ -236,10 +259,16 @@ def rm(
     purge: Annotated[bool, typer.Option(help="Delete for good (no restore).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before purging.")] = False,
 ) -> None:
-    """Soft-delete items (restorable), or --purge them for good."""
+    """Soft-delete items (restorable), or --purge them for good.
+
+    Every id is checked before any item is changed.
+    """
     if purge and not yes:
         typer.confirm(f"Purge {len(item_ids)} item(s) for good?", abort=True)
     with open_memos(ctx) as memos:
+        for item_id in item_ids:
+            if memos.get(item_id).state == State.DELETED and not purge:
+                raise CliError(f"item {item_id} is already deleted; nothing was changed")
         for item_id in item_ids:
             if purge:
                 memos.purge(item_id)
@@ -252,8 +281,10 @@ def restore(
     ctx: typer.Context,
     item_ids: Annotated[list[str], typer.Argument(help="Item id(s).")],
 ) -> None:
-    """Bring soft-deleted items back."""
+    """Bring soft-deleted items back (every id is checked first)."""
     with open_memos(ctx) as memos:
+        for item_id in item_ids:
+            memos.get(item_id)
         for item_id in item_ids:
             record = memos.restore(item_id)
             console.print(f"restored {record.id} ({record.state})", highlight=False)

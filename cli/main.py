@@ -5,25 +5,33 @@ Every read command takes ``--json``; errors print one line and exit non-zero.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from memos.cli import activation, admin, items, lifecycle, parametric
-from memos.cli.output import CliError, fail
+from memos.cli.output import CliError, err_console, fail
 from typer.core import TyperGroup
 
 from memos.errors import MemosError
 
 
 class _Group(TyperGroup):
-    """Turns library errors into one-line CLI errors (no tracebacks)."""
+    """Turns library errors into one-line CLI errors (no tracebacks) and
+    warnings into one-line ``warning:`` notes."""
 
     def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (MemosError, CliError, OSError, UnicodeError) as exc:
-            fail(str(exc))
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except (MemosError, CliError, OSError, UnicodeError) as exc:
+                fail(str(exc))
+
+
+def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
 app = typer.Typer(

@@ -128,8 +128,10 @@ def adapters_merge(
 
 @adapters_app.command("rm")
 def adapters_rm(ctx: typer.Context, adapter_ids: list[str], json_out: Json = False) -> None:
-    """Delete adapters (their memories stay in plaintext)."""
+    """Delete adapters (their memories stay in plaintext; every id is checked first)."""
     with open_memos(ctx) as memos:
+        for adapter_id in adapter_ids:
+            memos.parametric.info(adapter_id)
         for adapter_id in adapter_ids:
             memos.parametric.remove(adapter_id)
             if not json_out:

@@ -28,7 +28,7 @@ from memos.plaintext import ingest
 from memos.plaintext.context import approx_tokens, assemble_context
 from memos.plaintext.filters import SearchFilter
 from memos.plaintext.retrieval import Retriever
-from memos.plaintext.text import normalize_text
+from memos.plaintext.text import check_string, normalize_text, string_problem
 from memos.plaintext.writer import Writer
 from memos.records import (
     ContextBlock,
@@ -130,6 +130,8 @@ class Memos(ModelTiers):
     def create_cube(self, name: str, owner_id: str | None = None) -> str:
         """Create cube ``name`` (no error when it exists) and return its name."""
         ingest.check_cube_name(name)
+        if owner_id is not None:
+            check_string(owner_id, "owner_id", ingest.FIELD_LIMITS["user_id"])
         self.db.write(lambda s: store.ensure_cube(s, name, self.clock.now(), owner_id))
         return name
 
@@ -288,6 +290,9 @@ class Memos(ModelTiers):
         unknown ids raise ``UnknownItemError`` before anything is counted.
         """
         ids = [item_ids] if isinstance(item_ids, str) else list(item_ids)
+        for item_id in ids:
+            if not isinstance(item_id, str) or string_problem(item_id):
+                raise UnknownItemError(f"item id must be a valid string, got {item_id!r}")
         with self.db.read() as session:
             known = set(
                 session.scalars(
@@ -308,8 +313,8 @@ class Memos(ModelTiers):
         offset: int = 0,
     ) -> list[MemoryRecord]:
         """Items of a cube, newest first."""
-        if limit < 1 or offset < 0:
-            raise InvalidInputError("limit must be >= 1 and offset >= 0")
+        ingest.check_count(limit, "limit", 1)
+        ingest.check_count(offset, "offset", 0)
         cube_row = self.core.cube(cube)
         flt = SearchFilter.from_value(filter)
         with self.db.read() as session:
@@ -330,6 +335,7 @@ class Memos(ModelTiers):
         batch: int = 500,
     ) -> Iterator[MemoryRecord]:
         """Every matching item of a cube, oldest first, read in batches."""
+        ingest.check_count(batch, "batch", 1)
         cube_row = self.core.cube(cube)
         flt = SearchFilter.from_value(filter)
         last = 0
@@ -373,7 +379,8 @@ class Memos(ModelTiers):
 
     def retention(self, item_id: str, at: datetime | None = None) -> float:
         """The item's retention R at ``at`` (default now) under ``config.retention``."""
-        return self.config.retention.retention(self.get(item_id), as_utc(at) or self.clock.now())
+        when = ingest.parse_time(at, "at") or self.clock.now()
+        return self.config.retention.retention(self.get(item_id), when)
 
     def decay(
         self, *, cube: str | None = None, now: datetime | None = None, dry_run: bool = False
@@ -384,7 +391,7 @@ class Memos(ModelTiers):
         Returns the moves (planned ones on a dry run).
         """
         self.core.recalls.flush()
-        at = as_utc(now) or self.clock.now()
+        at = ingest.parse_time(now, "now") or self.clock.now()
         cube_pk = self.core.cube(cube).pk if cube is not None else None
         changes = plan_decay(self.db, self.config.retention, at, cube_pk)
         if not dry_run and changes:
@@ -409,10 +416,14 @@ class Memos(ModelTiers):
         return len(index)
 
     def export_jsonl(self, out: str | Path | IO[str], *, cube: str | None = None) -> int:
-        """Write items (every state, with versions) as JSON lines; returns the count."""
+        """Write items (every state, with versions) as JSON lines; returns the count.
+
+        A path is written atomically (a failed export leaves no partial file);
+        a path inside the home or naming a database file raises ``PathError``.
+        """
         from memos.store.transfer import export_items
 
-        return export_items(self.db, out, cube)
+        return export_items(self.db, out, cube, self.config.home)
 
     def import_jsonl(
         self, source: str | Path | IO[str], *, cube: str | None = None

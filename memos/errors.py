@@ -27,6 +27,10 @@ class TextTooLongError(InvalidTextError):
     """Text exceeds the configured limit (use ``add_document`` to chunk it)."""
 
 
+class MetadataTooLargeError(InvalidInputError):
+    """Metadata exceeds ``memos.plaintext.ingest.METADATA_MAX_BYTES`` as JSON (64 KiB)."""
+
+
 class InvalidFilterError(InvalidInputError):
     """A search or list filter names an unknown field or holds a bad value."""
 
@@ -61,6 +65,11 @@ class SchemaTooNewError(StoreError):
 
 class ImportFormatError(InvalidInputError):
     """A JSONL export file is malformed; nothing from it was stored."""
+
+
+class PathError(InvalidInputError):
+    """A file path cannot be written: it is a folder, or an export target inside the
+    memos home (where it could overwrite the store)."""
 
 
 class EvalDataError(InvalidInputError):

@@ -126,7 +126,7 @@ class ModelTiers:
         The same item given twice is snapshotted once.
         """
         if items is not None:
-            chosen = list({record.id: record for record in items}.values())
+            chosen = list(items)
         elif query:
             chosen = [hit.item for hit in self.search(query, cube=cube, k=100)]
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -68,6 +69,11 @@ class MemoryRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 strings)."""
         return _jsonable(asdict(self))
+
+
+def distinct(records: Iterable[MemoryRecord]) -> list[MemoryRecord]:
+    """Each record once (by id), in the order first seen."""
+    return list({record.id: record for record in records}.values())
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from memos import (
     InvalidInputError,
     InvalidTextError,
     MemosError,
+    MetadataTooLargeError,
     TextTooLongError,
     UnknownCubeError,
     UnknownItemError,
@@ -156,3 +159,102 @@ def test_bad_config_names_value_and_allowed(tmp_path: Path, values: dict) -> Non
 def test_every_error_is_a_memos_error() -> None:
     for error in (ConfigError, EmbedderError, InvalidFilterError, UnknownCubeError):
         assert issubclass(error, MemosError)
+
+
+# -- issue 11: every string field is storable on both backends ----------------
+
+_SURROGATE, _NUL = "lone \ud800 half", "nul\x00char"
+
+
+@pytest.mark.parametrize("bad", [_SURROGATE, _NUL])
+@pytest.mark.parametrize(
+    "field",
+    [
+        *("metadata value", "metadata key", "nested metadata", "user_id", "agent_id"),
+        *("speaker", "session_id", "role", "source", "tags"),
+    ],
+)
+def test_bad_strings_in_any_field_are_refused(any_mem: Memos, field: str, bad: str) -> None:
+    any_mem.add_many(["keep me", "and me too"])
+    value: object = {
+        "metadata value": {"metadata": {"k": bad}},
+        "metadata key": {"metadata": {bad: 1}},
+        "nested metadata": {"metadata": {"k": [{"deep": bad}]}},
+        "tags": {"tags": ["fine", bad]},
+    }.get(field, {field: bad})
+    with pytest.raises(InvalidInputError):
+        any_mem.add("valid text", **value)  # type: ignore[arg-type]
+    _intact(any_mem)
+    any_mem.export_jsonl(io.StringIO())
+    assert [r.to_dict() for r in any_mem.list()]
+
+
+@pytest.mark.parametrize("bad", [_SURROGATE, _NUL])
+@pytest.mark.parametrize("field", ["user_id", "speaker", "tags", "metadata"])
+def test_bad_strings_in_filters_are_refused(any_mem: Memos, field: str, bad: str) -> None:
+    any_mem.add_many(["keep me", "and me too"])
+    flt = {"tags": [bad]} if field == "tags" else {"metadata": {"k": bad}}
+    with pytest.raises(InvalidFilterError):
+        any_mem.search("keep", filter={field: bad} if field in ("user_id", "speaker") else flt)
+    _intact(any_mem)
+
+
+def test_bounded_fields_have_the_same_limit_on_both_backends(any_mem: Memos) -> None:
+    any_mem.add_many(["keep me", "and me too"])
+    item = any_mem.list()[0]
+    calls = [
+        lambda: any_mem.add("valid text", role="r" * 41),
+        lambda: any_mem.add("valid text", source="s" * 41),
+        lambda: any_mem.add("valid text", speaker="s" * 201),
+        lambda: any_mem.add("valid text", tags=["t" * 201]),
+        lambda: any_mem.add("valid text", event_time=1e20),
+        lambda: any_mem.add("valid text", trust=float("nan")),
+        lambda: any_mem.update(item.id, "new text", reason="r" * 201),
+        lambda: any_mem.update(item.id, role="r" * 41),
+        lambda: any_mem.delete(item.id, reason=_NUL),
+        lambda: any_mem.purge(item.id, reason="r" * 201),
+        lambda: any_mem.create_cube("fine", owner_id=_NUL),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidInputError):
+            call()
+    assert any_mem.add("valid text", role="r" * 40).role == "r" * 40
+    for bad_id in (_NUL, _SURROGATE):
+        for call in (any_mem.get, any_mem.delete, any_mem.purge, any_mem.history):
+            with pytest.raises(UnknownItemError):
+                call(bad_id)
+        with pytest.raises(UnknownItemError):
+            any_mem.mark_used([bad_id])
+    assert any_mem.stats().items == 3
+
+
+def test_metadata_has_a_size_limit(mem: Memos) -> None:
+    mem.add_many(["keep me", "and me too"])
+    with pytest.raises(MetadataTooLargeError, match="65536"):
+        mem.add("valid text", metadata={"blob": "x" * 70_000})
+    with pytest.raises(MetadataTooLargeError):
+        mem.add_many([{"text": "a", "metadata": {f"k{i}": "é" * 40 for i in range(900)}}])
+    _intact(mem)
+    assert mem.add("valid text", metadata={"blob": "x" * 60_000}).metadata["blob"]
+
+
+_EDGE = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+_CALLS = {
+    "list limit too big": lambda m: m.list(limit=10**20),
+    "list limit str": lambda m: m.list(limit="5"),
+    "list offset too big": lambda m: m.list(offset=10**20),
+    "iterate batch 0": lambda m: list(m.iterate(batch=0)),
+    "event_time out of UTC": lambda m: m.add("x", event_time=_EDGE),
+    "filter since out of UTC": lambda m: m.search("x", filter={"since": _EDGE}),
+    "filter int too big": lambda m: m.search("x", filter={"metadata": {"a": 10**30}}),
+    "decay now not a time": lambda m: m.decay(now="someday"),
+    "retention at not a time": lambda m: m.retention(m.list()[0].id, at=[1]),
+}
+
+
+@pytest.mark.parametrize("call", list(_CALLS), ids=list(_CALLS))
+def test_no_untyped_error_reaches_a_caller(any_mem: Memos, call: str) -> None:
+    any_mem.add_many(["keep me", "and me too"])
+    with pytest.raises(InvalidInputError):
+        _CALLS[call](any_mem)
+    _intact(any_mem)

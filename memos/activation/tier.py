@@ -26,7 +26,7 @@ from memos import store
 from memos.activation import snapshot as kv_snapshot
 from memos.activation.snapshot import Snapshot
 from memos.errors import InvalidInputError, NotFoundError, SnapshotError, UnknownSnapshotError
-from memos.records import MemoryRecord, State
+from memos.records import MemoryRecord, State, distinct
 from memos.store import artifacts
 from memos.store.models import Artifact, ArtifactSource, Item
 
@@ -53,7 +53,7 @@ class SnapshotInfo:
 
     id: str
     cube: str
-    path: str
+    path: str  # under this home; "" when the recorded file lies outside it
     tokens: int
     items: int
     byte_size: int
@@ -94,7 +94,8 @@ class ActivationTier:
         reason: str | None = None,
         meta: dict[str, Any] | None = None,
     ) -> SnapshotInfo:
-        """Snapshot a block of the given memories of ``cube`` (the first that fit).
+        """Snapshot a block of the given memories of ``cube`` (the first that fit;
+        an item given twice counts once).
 
         ``artifact_id`` names the snapshot (a scheduler job passes a fixed one,
         so a retried job rewrites the same file); ``reason`` goes in its event,
@@ -102,14 +103,14 @@ class ActivationTier:
         """
         if max_tokens < 16:
             raise InvalidInputError(f"max_tokens={max_tokens}; allowed: >= 16")
-        lm = self.core.lm
-        chosen = list(items)
+        cube_row = self.core.cube(cube)
+        chosen = distinct(items)
         if not chosen:
             raise InvalidInputError(f"cube {cube!r} has no memories to snapshot")
+        lm = self.core.lm
         chosen, ids = self._fit(lm, chosen, max_tokens)
         snapshot = kv_snapshot.prefill(lm, ids, dtype)
         artifact_id = artifact_id or str(uuid.uuid4())
-        cube_row = self.core.cube(cube)
         path = self.folder / cube_row.id / f"{artifact_id}.safetensors"
         sha, size = kv_snapshot.save(snapshot, path)
         meta = {
@@ -122,6 +123,7 @@ class ActivationTier:
         }
         artifacts.register(
             self.core.db,
+            self.core.config.home,
             cube_row,
             artifacts.NewArtifact(artifact_id, KIND, path, sha, size, lm.fingerprint, meta),
             chosen,
@@ -161,7 +163,8 @@ class ActivationTier:
     def snapshots(self, cube: str | None = None) -> list[SnapshotInfo]:
         """Snapshots of a cube (all cubes when ``None``), newest first."""
         cube_pk = self.core.cube(cube).pk if cube is not None else None
-        return [_info(a, name) for a, name in artifacts.rows(self.core.db, KIND, cube_pk)]
+        home = self.core.config.home
+        return [_info(a, name, home) for a, name in artifacts.rows(self.core.db, KIND, cube_pk)]
 
     def info(self, artifact_id: str) -> SnapshotInfo:
         for snapshot in self.snapshots():
@@ -180,10 +183,10 @@ class ActivationTier:
             details={"artifact": artifact_id},
         )
         try:
-            path = artifacts.remove(self.core.db, KIND, artifact_id, event)
+            recorded = artifacts.remove(self.core.db, KIND, artifact_id, event)
         except NotFoundError:
             raise UnknownSnapshotError(f"no snapshot with id {artifact_id!r}") from None
-        path.unlink(missing_ok=True)
+        artifacts.delete_file(self.core.config.home, recorded)
 
     def enforce_budget(self, cube: str) -> list[str]:
         """Evict stale, then least recently used, snapshots until the cube fits its budget."""
@@ -217,6 +220,8 @@ class ActivationTier:
                 self._mark_stale(info.id, "source item changed")
                 continue
             try:
+                if not info.path:
+                    raise SnapshotError(f"snapshot {info.id} has no file under this home")
                 snapshot = kv_snapshot.load(Path(info.path), self._sha(info.id), lm.fingerprint)
             except SnapshotError as exc:
                 warnings.warn(f"{exc}; dropping it", stacklevel=3)
@@ -263,12 +268,13 @@ def prefix_text(lm: LanguageModel, block: str) -> str:
     return lm.chat_text(prefix_messages(block), add_generation_prompt=False)
 
 
-def _info(artifact: Artifact, cube_name: str) -> SnapshotInfo:
+def _info(artifact: Artifact, cube_name: str, home: Path) -> SnapshotInfo:
     meta = artifact.meta or {}
+    path = artifacts.locate(home, artifact.path)
     return SnapshotInfo(
         id=artifact.id,
         cube=cube_name,
-        path=artifact.path,
+        path=str(path) if path is not None else "",
         tokens=int(meta.get("tokens", 0)),
         items=int(meta.get("items", 0)),
         byte_size=artifact.byte_size,

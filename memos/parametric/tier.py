@@ -23,7 +23,7 @@ from memos import store
 from memos.activation.snapshot import file_sha256
 from memos.errors import InvalidInputError, UnknownAdapterError
 from memos.parametric.config import TrainConfig
-from memos.records import MemoryRecord
+from memos.records import MemoryRecord, distinct
 from memos.store import artifacts
 from memos.store.files import atomic_path
 from memos.store.models import Artifact
@@ -44,7 +44,7 @@ class AdapterInfo:
 
     id: str
     cube: str
-    path: str
+    path: str  # under this home; "" when the recorded file lies outside it
     layers: list[int]
     rank: int
     items: int
@@ -88,20 +88,20 @@ class ParametricTier:
         adapter_id: str | None = None,
         reason: str = "consolidate",
     ) -> AdapterInfo:
-        """Train an adapter of ``cube`` on the given items.
+        """Train an adapter of ``cube`` on the given items (each once).
 
         ``adapter_id`` names the adapter (a scheduler job passes a fixed one, so
         a retried job rewrites the same file); ``reason`` goes in its event.
         """
         from memos.parametric.training import train_memories
 
-        records = list(items)
+        cube_row = self.core.cube(cube)
+        records = distinct(items)
         if not records:
             raise InvalidInputError(f"cube {cube!r} has no memories to consolidate")
         config = config or TrainConfig()
         lm = self.core.lm
         memories, report = train_memories(lm, [r.text for r in records], config, progress)
-        cube_row = self.core.cube(cube)
         adapter_id = adapter_id or str(uuid.uuid4())
         path = self.folder / cube_row.id / f"{adapter_id}.safetensors"
         sha, size = _save(memories, path, lm.fingerprint, records)
@@ -115,6 +115,7 @@ class ParametricTier:
         }
         artifacts.register(
             self.core.db,
+            self.core.config.home,
             cube_row,
             artifacts.NewArtifact(adapter_id, KIND, path, sha, size, lm.fingerprint, meta),
             records,
@@ -132,7 +133,8 @@ class ParametricTier:
     def adapters(self, cube: str | None = None) -> list[AdapterInfo]:
         """Adapters of a cube (all cubes when ``None``), newest first."""
         cube_pk = self.core.cube(cube).pk if cube is not None else None
-        return [_info(a, name) for a, name in artifacts.rows(self.core.db, KIND, cube_pk)]
+        home = self.core.config.home
+        return [_info(a, name, home) for a, name in artifacts.rows(self.core.db, KIND, cube_pk)]
 
     def info(self, adapter_id: str) -> AdapterInfo:
         for adapter in self.adapters():
@@ -214,7 +216,8 @@ class ParametricTier:
             to_tier="plaintext",
             details={"adapter": adapter_id},
         )
-        artifacts.remove(self.core.db, KIND, adapter_id, event).unlink(missing_ok=True)
+        recorded = artifacts.remove(self.core.db, KIND, adapter_id, event)
+        artifacts.delete_file(self.core.config.home, recorded)
 
     def _load_onto_model(self, info: AdapterInfo) -> None:
         from memos.parametric import side_memory as sm
@@ -235,7 +238,7 @@ class ParametricTier:
             raise InvalidInputError(f"adapter {info.id} was trained on another model")
         sha = artifacts.sha256_of(self.core.db, info.id)
         path = Path(info.path)
-        if not path.is_file() or file_sha256(path) != sha:
+        if not info.path or not path.is_file() or file_sha256(path) != sha:
             warnings.warn(f"adapter file {path} is missing or altered; not used", stacklevel=3)
             raise InvalidInputError(f"adapter {info.id}: file missing or altered")
         memories: dict[int, sm.SideGLU] = {}
@@ -284,12 +287,13 @@ def _report(report: TrainReport) -> dict[str, Any]:
     return data
 
 
-def _info(artifact: Artifact, cube_name: str) -> AdapterInfo:
+def _info(artifact: Artifact, cube_name: str, home: Path) -> AdapterInfo:
     meta = artifact.meta or {}
+    path = artifacts.locate(home, artifact.path)
     return AdapterInfo(
         id=artifact.id,
         cube=cube_name,
-        path=artifact.path,
+        path=str(path) if path is not None else "",
         layers=list(meta.get("layers", [])),
         rank=int(meta.get("rank", 0)),
         items=int(meta.get("items", 0)),

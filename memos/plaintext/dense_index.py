@@ -84,6 +84,19 @@ class DenseIndex:
             self._kill([int(pk) for pk in pks])
             self._maybe_compact()
 
+    def erase(self, pks: Iterable[int]) -> None:
+        """Forget items for good: no vector of theirs stays, even in dead labels
+        (the index is compacted when any label held one)."""
+        gone = np.asarray([int(pk) for pk in pks], dtype=np.int64)
+        with self.lock:
+            self._kill(gone.tolist())
+            if np.isin(self._label_pk, gone).any():
+                self.compact()
+
+    def label_pks(self) -> set[int]:
+        """Item pks of every label, live or dead (a dead label still holds its vector)."""
+        return set(self._label_pk.tolist())
+
     def search(
         self, query: np.ndarray, k: int, allowed: Iterable[int] | None = None
     ) -> list[tuple[int, float]]:

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, and_, func, select
 
 from memos.clock import as_utc
 from memos.errors import InvalidFilterError
+from memos.plaintext.text import check_string
 from memos.records import SEARCHABLE_STATES, STATES, State
 from memos.store.models import Item, ItemTag
 
@@ -103,8 +104,8 @@ class SearchFilter:
 def _check_strings(flt: SearchFilter) -> None:
     for name in ("user_id", "agent_id", "session_id", "speaker", "role"):
         value = getattr(flt, name)
-        if value is not None and not isinstance(value, str):
-            raise InvalidFilterError(f"filter {name} must be a string, got {value!r}")
+        if value is not None:
+            check_string(value, f"filter {name}", error=InvalidFilterError)
 
 
 def _tags(value: Any) -> tuple[str, ...]:
@@ -116,6 +117,8 @@ def _tags(value: Any) -> tuple[str, ...]:
         raise InvalidFilterError(f"filter tags must be a list of strings, got {value!r}") from None
     if not all(isinstance(tag, str) and tag for tag in tags):
         raise InvalidFilterError(f"filter tags must be non-empty strings, got {value!r}")
+    for tag in tags:
+        check_string(tag, "filter tag", error=InvalidFilterError)
     return tuple(sorted(set(tags)))
 
 
@@ -140,7 +143,10 @@ def _when(name: str, value: Any) -> datetime | None:
             ) from None
     if not isinstance(value, datetime):
         raise InvalidFilterError(f"filter {name} must be a datetime, got {value!r}")
-    return as_utc(value)
+    try:
+        return as_utc(value)
+    except OverflowError:
+        raise InvalidFilterError(f"filter {name}={value!r} is out of range in UTC") from None
 
 
 def _metadata(value: Any) -> tuple[tuple[str, Scalar], ...]:
@@ -156,6 +162,10 @@ def _metadata(value: Any) -> tuple[tuple[str, Scalar], ...]:
             raise InvalidFilterError(
                 f"filter metadata[{key!r}]={val!r}: only str, int, float or bool compare"
             )
+        if isinstance(val, str):
+            check_string(val, f"filter metadata[{key!r}]", error=InvalidFilterError)
+        if isinstance(val, int) and not -(2**63) <= val < 2**63:
+            raise InvalidFilterError(f"filter metadata[{key!r}]={val}: out of 64-bit range")
     return tuple(sorted(items, key=lambda kv: kv[0]))
 
 

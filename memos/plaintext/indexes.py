@@ -132,7 +132,9 @@ class IndexManager:
 
             index = DenseIndex.load(path, self._identity(cube), self.hnsw_m)
         except IndexFileError as exc:
-            if path.exists():
+            # A cube folder without the file: it was saved here and since lost
+            # (a cube never indexed here has no folder, and nothing to warn about).
+            if path.exists() or path.parent.is_dir():
                 warnings.warn(
                     f"dense index of cube {cube.name!r} is unusable ({exc}); rebuilding",
                     IndexRebuiltWarning,
@@ -265,6 +267,21 @@ class IndexManager:
             if words.revision == revision - 1:
                 words.revision = revision
 
+    def erase(self, cube: Cube, pks: list[int]) -> None:
+        """Remove purged items for good: from the loaded indexes and from the cube's
+        dense index file, rewritten compacted. Index files of the cube made for
+        another embedder or kind are deleted (they are rebuilt when next used)."""
+        self.forget(cube.pk, pks)
+        path = self.path(cube.id)
+        for other in path.parent.glob("dense-*.safetensors"):
+            if other != path:
+                other.unlink(missing_ok=True)
+        if cube.pk not in self._indexes and not path.exists():
+            return
+        index = self.get(cube)
+        index.erase(pks)
+        index.save(path)
+
     def forget(self, cube_pk: int, pks: list[int]) -> None:
         """Drop items from the loaded indexes (found missing from the database)."""
         for index in (self._indexes.get(cube_pk), self._keyword.get(cube_pk)):
@@ -272,15 +289,26 @@ class IndexManager:
                 index.remove(pks)
 
     def save(self, cube_pk: int) -> None:
+        """Write a loaded index to its file, without items purged meanwhile."""
         index = self._indexes.get(cube_pk)
         if index is not None:
+            self._drop_purged(cube_pk, index)
             index.save(self.path(index.identity.cube_id))
 
     def save_all(self) -> None:
         """Persist every loaded index that has changes not yet on disk."""
-        for index in list(self._indexes.values()):
+        for cube_pk, index in list(self._indexes.items()):
             if index.unsaved:
-                index.save(self.path(index.identity.cube_id))
+                self.save(cube_pk)
+
+    def _drop_purged(self, cube_pk: int, index: DenseIndex) -> None:
+        """Erase vectors of items no longer in the database (purged, perhaps by
+        another process) so saving never writes a purged item back."""
+        with self.db.read() as session:
+            existing = set(session.scalars(select(Item.pk).where(Item.cube_pk == cube_pk)))
+        gone = index.label_pks() - existing
+        if gone:
+            index.erase(gone)
 
     def _load_vectors(self, index: DenseIndex, pks: list[int]) -> None:
         """Upsert vectors of items ``pks`` from the cache, embedding what is missing."""

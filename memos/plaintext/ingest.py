@@ -6,6 +6,8 @@ tenth message of a batch stores none of the batch.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -13,11 +15,29 @@ from datetime import datetime, timezone
 from typing import Any
 
 from memos.clock import as_utc
-from memos.errors import InvalidInputError, InvalidTextError
-from memos.plaintext.text import chunk_text, content_hash, normalize_text
+from memos.errors import InvalidInputError, InvalidTextError, MetadataTooLargeError
+from memos.plaintext.text import check_string, chunk_text, content_hash, normalize_text
 from memos.store import NewItem
+from memos.store.models import Event, Item, ItemTag
 
 DOCUMENT_MAX_CHARS = 5_000_000
+#: Largest metadata dict ``add`` accepts, as compact UTF-8 JSON.
+METADATA_MAX_BYTES = 64 * 1024
+#: Longest value of each bounded string field: the column's length, so SQLite
+#: refuses exactly what PostgreSQL would.
+FIELD_LIMITS: dict[str, int] = {
+    name: Item.__table__.c[column].type.length  # type: ignore[attr-defined]
+    for name, column in (
+        ("user_id", "user_id"),
+        ("agent_id", "agent_id"),
+        ("session_id", "session_id"),
+        ("speaker", "speaker"),
+        ("role", "role"),
+        ("source", "source_kind"),
+    )
+}
+TAG_MAX_CHARS: int = ItemTag.__table__.c.tag.type.length  # type: ignore[attr-defined]
+REASON_MAX_CHARS: int = Event.__table__.c.reason.type.length  # type: ignore[attr-defined]
 _CUBE_NAME = re.compile(r"^[\w.@:\-]{1,200}$")
 ITEM_FIELDS = (
     "text",
@@ -72,18 +92,11 @@ def new_item(
         ("role", role),
         ("source", source),
     ):
-        if value is not None and (not isinstance(value, str) or len(value) > 200):
-            raise InvalidInputError(f"{name} must be a string of at most 200 characters")
-    if not isinstance(pinned, bool):
-        raise InvalidInputError(f"pinned must be true or false, got {pinned!r}")
-    if isinstance(trust, bool) or not isinstance(trust, int | float) or not 0 <= trust <= 1:
-        raise InvalidInputError(f"trust must be a number in [0, 1], got {trust!r}")
-    if (
-        isinstance(importance, bool)
-        or not isinstance(importance, int | float)
-        or not 0 <= importance <= 1
-    ):
-        raise InvalidInputError(f"importance must be a number in [0, 1], got {importance!r}")
+        if value is not None:
+            check_string(value, name, FIELD_LIMITS[name])
+    check_bool(pinned, "pinned")
+    check_number(trust, "trust", 0, 1)
+    check_number(importance, "importance", 0, 1)
     return NewItem(
         text=body,
         content_hash=content_hash(body),
@@ -190,33 +203,87 @@ def from_document(
     ]
 
 
+def check_reason(reason: Any) -> str:
+    """A change's reason (kept in its version and event) if it is storable."""
+    return check_string(reason, "reason", REASON_MAX_CHARS)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` if it is ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def check_count(value: Any, name: str, low: int, high: int = 2**31 - 1) -> int:
+    """``value`` if it is an integer (not a bool) in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInputError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def check_number(value: Any, name: str, low: float, high: float = math.inf) -> float:
+    """``value`` as a float if it is a finite number in ``[low, high]``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        allowed = f"[{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
+        raise InvalidInputError(f"{name} must be a finite number in {allowed}, got {value!r}")
+    return float(value)
+
+
 def check_metadata(value: Any) -> dict[str, Any]:
-    """A JSON-safe copy of a metadata dict (string keys, JSON values)."""
+    """A JSON-safe copy of a metadata dict: string keys, JSON values, every string
+    storable (see :func:`check_string`), at most :data:`METADATA_MAX_BYTES` as JSON."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"metadata must be a dict, got {type(value).__name__}")
-    import json
-
-    try:
-        copy = json.loads(json.dumps(dict(value), allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"metadata must be JSON-serializable: {exc}") from None
     if not all(isinstance(key, str) for key in value):
         raise InvalidInputError("metadata keys must be strings")
+    try:
+        encoded = json.dumps(dict(value), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"metadata must be JSON-serializable: {exc}") from None
+    copy = json.loads(encoded)
+    _check_json_strings(copy, "metadata")
+    size = len(json.dumps(copy, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > METADATA_MAX_BYTES:
+        raise MetadataTooLargeError(
+            f"metadata is {size} bytes as JSON; the limit is {METADATA_MAX_BYTES}"
+        )
     return copy
 
 
+def _check_json_strings(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        check_string(value, where)
+    elif isinstance(value, list):
+        for i, entry in enumerate(value):
+            _check_json_strings(entry, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for key, entry in value.items():
+            check_string(key, f"{where} key {key!r}")
+            _check_json_strings(entry, f"{where}[{key!r}]")
+
+
 def check_tags(value: Any) -> list[str]:
-    """Sorted distinct tags; each a non-empty string of at most 200 characters."""
+    """Sorted distinct tags; each a non-empty storable string of at most
+    :data:`TAG_MAX_CHARS` characters."""
     if value is None:
         return []
     if isinstance(value, str):
         value = [value]
+    if not isinstance(value, Iterable) or isinstance(value, Mapping | bytes):
+        raise InvalidInputError(f"tags must be a list of strings, got {type(value).__name__}")
     tags = list(value)
     for tag in tags:
-        if not isinstance(tag, str) or not tag.strip() or len(tag) > 200:
-            raise InvalidInputError(f"tag {tag!r} must be a non-empty string (<= 200 chars)")
+        check_string(tag, f"tag {tag!r}", TAG_MAX_CHARS)
+        if not tag.strip():
+            raise InvalidInputError(f"tag {tag!r} must not be empty")
     return sorted({tag.strip() for tag in tags})
 
 
@@ -225,14 +292,20 @@ def parse_time(value: Any, name: str) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return as_utc(value)
+        try:
+            return as_utc(value)
+        except OverflowError:
+            raise InvalidInputError(f"{name}={value!r} is out of range in UTC") from None
     if isinstance(value, bool):
         raise InvalidInputError(f"{name} must be a datetime, ISO string or timestamp")
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise InvalidInputError(f"{name}={value!r} is out of range (years 1-9999)") from None
     if isinstance(value, str):
         try:
             return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
+        except (ValueError, OverflowError):
             pass
     raise InvalidInputError(f"{name}={value!r} is not a datetime, ISO 8601 string or timestamp")

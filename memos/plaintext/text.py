@@ -12,7 +12,7 @@ import re
 import unicodedata
 from typing import Any
 
-from memos.errors import InvalidTextError, TextTooLongError
+from memos.errors import InvalidInputError, InvalidTextError, TextTooLongError
 
 _BREAK = re.compile(r"\s+")
 
@@ -27,14 +27,9 @@ def normalize_text(value: Any, max_chars: int | None = None) -> str:
     """
     if not isinstance(value, str):
         raise InvalidTextError(f"text must be a str, got {type(value).__name__}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidTextError(
-            f"text is not valid Unicode ({exc.reason} at position {exc.start})"
-        ) from None
-    if "\x00" in value:
-        raise InvalidTextError("text contains a NUL character")
+    problem = string_problem(value)
+    if problem:
+        raise InvalidTextError(f"text {problem}")
     text = unicodedata.normalize("NFC", value).strip()
     if not text:
         raise InvalidTextError("text is empty or white space only")
@@ -44,6 +39,42 @@ def normalize_text(value: Any, max_chars: int | None = None) -> str:
             "(use add_document / `memos add --chunk` to split long text)"
         )
     return text
+
+
+def string_problem(value: str) -> str | None:
+    """What makes ``value`` unstorable (lone surrogates, NUL), or ``None``.
+
+    Both backends must be able to store every string: PostgreSQL refuses NUL
+    and neither encodes a lone surrogate to UTF-8.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not valid Unicode ({exc.reason} at position {exc.start})"
+    if "\x00" in value:
+        return "contains a NUL character"
+    return None
+
+
+def check_string(
+    value: Any,
+    name: str,
+    max_chars: int | None = None,
+    error: type[InvalidInputError] = InvalidInputError,
+) -> str:
+    """``value`` if it is a storable string of at most ``max_chars`` characters.
+
+    Raises:
+        InvalidInputError: (or ``error``) naming ``name`` and what is wrong.
+    """
+    if not isinstance(value, str):
+        raise error(f"{name} must be a string, got {type(value).__name__}")
+    problem = string_problem(value)
+    if problem:
+        raise error(f"{name} {problem}")
+    if max_chars is not None and len(value) > max_chars:
+        raise error(f"{name} is {len(value)} characters; the limit is {max_chars}")
+    return value
 
 
 def content_hash(text: str) -> str:

@@ -24,7 +24,7 @@ from memos.plaintext import ingest
 from memos.plaintext.embedder import embed
 from memos.plaintext.indexes import Progress
 from memos.records import RESTORABLE, MemoryRecord, State
-from memos.store import NewItem
+from memos.store import NewItem, artifacts
 from memos.store.models import Cube, Item
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class Writer:
                 f"cannot update field(s) {unknown}; allowed: text, {', '.join(UPDATABLE)}"
             )
         fields = dict(changes)
-        reason = fields.pop("reason", "update")
+        reason = ingest.check_reason(fields.pop("reason", "update"))
         with self.core.db.read() as session:
             current = store.item_by_id(session, item_id, include_deleted=False)
             cube_name = session.scalar(select(Cube.name).where(Cube.pk == current.cube_pk)) or ""
@@ -189,6 +189,7 @@ class Writer:
 
     def delete(self, item_id: str, reason: str) -> MemoryRecord:
         """Soft-delete an item."""
+        ingest.check_reason(reason)
         now = self.core.clock.now()
 
         def work(session: Session) -> tuple[int, int, int, MemoryRecord]:
@@ -224,18 +225,24 @@ class Writer:
         return record
 
     def purge(self, item_id: str, reason: str) -> None:
-        """Remove an item and its history for good."""
+        """Remove an item and every copy of its text for good (see ``store.purge_item``):
+        then delete the files of artifacts built from it, rewrite the cube's dense
+        index file without it, and scrub the database's free space."""
+        ingest.check_reason(reason)
         now = self.core.clock.now()
 
-        def work(session: Session) -> tuple[int, int]:
+        def work(session: Session) -> tuple[Cube, int, list[str]]:
             item = store.item_by_id(session, item_id)
-            cube_pk, pk = item.cube_pk, item.pk
-            store.bump_revision(session, cube_pk)
-            store.purge_item(session, item, now, reason)
-            return cube_pk, pk
+            store.bump_revision(session, item.cube_pk)
+            cube, pk = session.get_one(Cube, item.cube_pk), item.pk
+            files = store.purge_item(session, item, now, reason)
+            return cube, pk, files
 
-        cube_pk, pk = self.core.db.write(work)
-        self.core.indexes.forget(cube_pk, [pk])
+        cube, pk, files = self.core.db.write(work)
+        for recorded in files:
+            artifacts.delete_file(self.core.config.home, recorded)
+        self.core.indexes.erase(cube, [pk])
+        self.core.db.scrub()
 
 
 def _editable(item: Item) -> dict[str, Any]:

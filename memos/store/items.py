@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from memos.errors import UnknownItemError
 from memos.lifecycle.retention import RetentionPolicy
+from memos.plaintext.text import string_problem
 from memos.records import SEARCHABLE_STATES, State
 from memos.store.cubes import bump_revision
 from memos.store.events import log_event
@@ -26,6 +27,7 @@ from memos.store.models import (
     Artifact,
     ArtifactSource,
     Cube,
+    Embedding,
     Event,
     Item,
     ItemTag,
@@ -160,8 +162,8 @@ def _insert_tags(session: Session, pairs: Iterable[tuple[int, list[str]]]) -> No
 
 def item_by_id(session: Session, item_id: str, include_deleted: bool = True) -> Item:
     """The item with this id; ``UnknownItemError`` when there is none."""
-    if not isinstance(item_id, str):
-        raise UnknownItemError(f"item id must be a string, got {item_id!r}")
+    if not isinstance(item_id, str) or string_problem(item_id):
+        raise UnknownItemError(f"item id must be a valid string, got {item_id!r}")
     item = session.scalar(select(Item).where(Item.id == item_id))
     if item is None or (item.state == State.DELETED and not include_deleted):
         raise UnknownItemError(f"no memory item with id {item_id!r}")
@@ -254,19 +256,44 @@ def set_restored(session: Session, item: Item, now: datetime, revision: int) -> 
     return state
 
 
-def purge_item(session: Session, item: Item, now: datetime, reason: str) -> None:
-    """Remove ``item`` and its history for good (the event log keeps that it existed)."""
-    mark_artifacts_stale(session, [item.id], "source item purged")
-    log_event(
-        session,
-        now,
-        "purge",
-        cube_pk=item.cube_pk,
-        item_id=item.id,
-        reason=reason,
-        details={"content_hash": item.content_hash},
-    )
+def purge_item(session: Session, item: Item, now: datetime, reason: str) -> list[str]:
+    """Remove ``item`` and everything that holds its text, for good.
+
+    Its versions and tags go with it; artifacts built from it are deleted
+    (rows here; the caller deletes their files, whose recorded paths are
+    returned); its embeddings, of every version, are dropped unless another
+    item has the same content. Only a ``purge`` event (the id, no text) remains.
+    """
+    hashes = {item.content_hash, *(v.content_hash for v in versions_of(session, item))}
+    files = _delete_artifacts_of(session, item, now)
+    log_event(session, now, "purge", cube_pk=item.cube_pk, item_id=item.id, reason=reason)
     session.delete(item)
+    session.flush()
+    shared = select(Item.content_hash).where(Item.content_hash.in_(hashes))
+    kept = set(session.scalars(shared))
+    session.execute(delete(Embedding).where(Embedding.content_hash.in_(hashes - kept)))
+    return files
+
+
+_ARTIFACT_TIERS = {"kv": "activation", "adapter": "parametric"}
+
+
+def _delete_artifacts_of(session: Session, item: Item, now: datetime) -> list[str]:
+    built = select(ArtifactSource.artifact_pk).where(ArtifactSource.item_id == item.id)
+    rows = list(session.scalars(select(Artifact).where(Artifact.pk.in_(built))))
+    for row in rows:
+        log_event(
+            session,
+            now,
+            f"{row.kind}.remove",
+            cube_pk=row.cube_pk,
+            reason="source item purged",
+            from_tier=_ARTIFACT_TIERS.get(row.kind),
+            to_tier="plaintext",
+            details={"artifact": row.id},
+        )
+    session.execute(delete(Artifact).where(Artifact.pk.in_([row.pk for row in rows])))
+    return [row.path for row in rows]
 
 
 def move_state(session: Session, item: Item, new: str, revisions: dict[int, int]) -> None:

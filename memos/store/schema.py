@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from memos.errors import SchemaTooNewError
+from memos.errors import SchemaTooNewError, StoreError
 from memos.store.db import Database
 
 if TYPE_CHECKING:
@@ -31,10 +32,15 @@ HEAD = "0002"
 
 @dataclass(frozen=True)
 class SchemaStatus:
-    """Where a database stands relative to this install's migrations."""
+    """Where a database stands relative to this install's migrations.
+
+    ``newer`` is true when the database's revision is unknown here: a newer
+    memos wrote it.
+    """
 
     current: str | None
     head: str
+    newer: bool = False
 
     @property
     def up_to_date(self) -> bool:
@@ -66,6 +72,10 @@ def status(db: Database) -> SchemaStatus:
 
     with db.engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
+    try:
+        _refuse_unknown(alembic_config(db), current)
+    except SchemaTooNewError:
+        return SchemaStatus(current=current, head=head_revision(db), newer=True)
     return SchemaStatus(current=current, head=head_revision(db))
 
 
@@ -84,13 +94,22 @@ def upgrade(db: Database) -> SchemaStatus:
 
 
 def ensure_current(db: Database) -> None:
-    """Upgrade ``db`` when behind head; refuse it when it is ahead."""
-    if _stored_revision(db) == HEAD:
-        return
-    state = status(db)
-    _refuse_unknown(alembic_config(db), state.current)
-    if not state.up_to_date:
-        upgrade(db)
+    """Upgrade ``db`` when behind head; refuse it when it is ahead.
+
+    Raises:
+        SchemaTooNewError: a newer memos wrote the database.
+        StoreError: the database cannot be read (for example, not a database file).
+    """
+    try:
+        if _stored_revision(db) == HEAD:
+            return
+        state = status(db)
+        _refuse_unknown(alembic_config(db), state.current)
+        if not state.up_to_date:
+            upgrade(db)
+    except DBAPIError as exc:
+        where = make_url(db.url).render_as_string(hide_password=True)
+        raise StoreError(f"cannot open the database {where}: {exc.orig}") from None
 
 
 def _stored_revision(db: Database) -> str | None:

@@ -21,10 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from memos import store
-from memos.errors import ImportFormatError, InvalidInputError
+from memos.errors import ImportFormatError, PathError
 from memos.plaintext import ingest
-from memos.plaintext.text import content_hash, normalize_text
-from memos.records import STATES, ImportReport, State
+from memos.records import ImportReport, State
+from memos.store import import_rules
+from memos.store.files import atomic_path
 from memos.store.models import Cube, Item, ItemTag, ItemVersion
 
 if TYPE_CHECKING:
@@ -32,22 +33,50 @@ if TYPE_CHECKING:
     from memos.store.db import Database
 
 FORMAT = 1
-_TIMES = ("event_time", "created_at", "updated_at", "last_accessed_at", "deleted_at")
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
-def export_items(db: Database, out: str | Path | IO[str], cube: str | None) -> int:
-    """Write items of ``cube`` (all cubes when ``None``) to ``out``; return the count."""
+def export_items(db: Database, out: str | Path | IO[str], cube: str | None, home: Path) -> int:
+    """Write items of ``cube`` (all cubes when ``None``) to ``out``; return the count.
+
+    A path is written to a temporary file renamed into place, so a failed
+    export leaves no partial file and an older file at ``out`` as it was. A
+    path inside ``home`` or naming the database's files is refused
+    (``PathError``): it could overwrite the store.
+    """
     with db.read() as session:
         cubes = [store.cube_by_name(session, cube)] if cube else list(session.scalars(select(Cube)))
+    if not isinstance(out, str | Path):
+        return _write_export(db, out, cubes)
+    target = _export_target(Path(out), home, db)
+    with atomic_path(target) as tmp, tmp.open("w", encoding="utf-8") as handle:
+        return _write_export(db, handle, cubes)
+
+
+def _write_export(db: Database, handle: IO[str], cubes: list[Cube]) -> int:
     count = 0
-    with _open(out, "w") as handle:
-        header = {"memos_export": FORMAT, "cubes": [c.name for c in cubes]}
-        handle.write(json.dumps(header) + "\n")
-        for cube_row in cubes:
-            for line in _cube_lines(db, cube_row):
-                handle.write(line + "\n")
-                count += 1
+    header = {"memos_export": FORMAT, "cubes": [c.name for c in cubes]}
+    handle.write(json.dumps(header) + "\n")
+    for cube_row in cubes:
+        for line in _cube_lines(db, cube_row):
+            handle.write(line + "\n")
+            count += 1
     return count
+
+
+def _export_target(path: Path, home: Path, db: Database) -> Path:
+    """The real file an export to ``path`` writes (links resolved), if it is safe."""
+    target = path.expanduser().resolve()
+    if target.is_relative_to(home.expanduser().resolve()):
+        raise PathError(
+            f"cannot export to {path}: it is inside the memos home {home} "
+            "(it could overwrite the store); choose a path outside it"
+        )
+    if db.sqlite_path is not None:
+        base = db.sqlite_path.expanduser().resolve()
+        if target in {base, *(base.with_name(base.name + s) for s in _SQLITE_SIDE_FILES)}:
+            raise PathError(f"cannot export to {path}: it is a file of the database {base}")
+    return target
 
 
 def _cube_lines(db: Database, cube: Cube) -> Iterator[str]:
@@ -70,7 +99,7 @@ def _cube_lines(db: Database, cube: Cube) -> Iterator[str]:
 def _item_dict(session: Session, cube: Cube, item: Item) -> dict[str, Any]:
     data: dict[str, Any] = {"cube": cube.name, **store.item_values(item)}
     data["deleted_at"] = item.deleted_at
-    for name in _TIMES:
+    for name in import_rules.TIMES:
         value = getattr(item, name)
         data[name] = value.isoformat() if value else None
     data["versions"] = [
@@ -95,8 +124,9 @@ class _Entry:
 
 
 def import_items(writer: Writer, source: str | Path | IO[str], cube: str | None) -> ImportReport:
-    """Validate every line of ``source``, then store the items not yet present."""
-    entries = list(_read_entries(source, cube))
+    """Validate every line of ``source`` (by ``add``'s rules, see
+    :mod:`memos.store.import_rules`), then store the items not yet present."""
+    entries = list(_read_entries(source, cube, writer.core.config.max_text_chars))
     cubes = sorted({e.cube for e in entries})
     imported = skipped = versions = 0
     for cube_name in cubes:
@@ -114,53 +144,53 @@ def import_items(writer: Writer, source: str | Path | IO[str], cube: str | None)
     return ImportReport(imported=imported, skipped=skipped, versions=versions, cubes=cubes)
 
 
-def _read_entries(source: str | Path | IO[str], cube: str | None) -> Iterator[_Entry]:
+def _read_entries(
+    source: str | Path | IO[str], cube: str | None, max_chars: int
+) -> Iterator[_Entry]:
     if cube is not None:
         ingest.check_cube_name(cube)
-    with _open(source, "r") as handle:
+    with _open(source) as handle:
         lines = list(enumerate(handle, 1))
     if not lines:
         raise ImportFormatError("the file is empty")
-    try:
-        header = json.loads(lines[0][1])
-    except json.JSONDecodeError as exc:
-        raise ImportFormatError(f"line 1 is not JSON: {exc}") from None
-    if not isinstance(header, dict) or header.get("memos_export") != FORMAT:
-        raise ImportFormatError(f"line 1 is not a memos export header (format {FORMAT})")
-    parsed = []
+    _check_header(lines[0][1])
+    parsed: list[_Entry] = []
+    seen: dict[str, int] = {}
     for number, line in lines[1:]:
         if not line.strip():
             continue
         try:
-            data = _check_item(json.loads(line))
-        except (json.JSONDecodeError, InvalidInputError, KeyError, TypeError, ValueError) as exc:
-            raise ImportFormatError(f"line {number}: {exc}; nothing was imported") from None
+            data = import_rules.check_line(json.loads(line), max_chars)
+        except json.JSONDecodeError as exc:
+            raise _bad(number, f"not JSON ({exc})") from None
+        except import_rules.FieldError as exc:
+            raise _bad(number, str(exc)) from None
+        if data["id"] in seen:
+            raise _bad(number, f"field 'id': {data['id']} is also on line {seen[data['id']]}")
+        seen[data["id"]] = number
         parsed.append(_Entry(cube or data["cube"], data))
     yield from parsed
 
 
-def _check_item(data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    ingest.check_cube_name(data["cube"])
-    data["text"] = normalize_text(data["text"])
-    if content_hash(data["text"]) != data["content_hash"]:
-        raise ValueError("content_hash does not match the text")
-    if data["state"] not in STATES:
-        raise ValueError(f"unknown state {data['state']!r}")
-    for name in _TIMES:
-        data[name] = ingest.parse_time(data.get(name), name)
-    if data["created_at"] is None or data["updated_at"] is None:
-        raise ValueError("created_at and updated_at are required")
-    data["metadata"] = ingest.check_metadata(data.get("metadata"))
-    data["tags"] = ingest.check_tags(data.get("tags"))
-    versions = data.get("versions") or []
-    for version in versions:
-        version["text"] = normalize_text(version["text"])
-        version["recorded_at"] = ingest.parse_time(version["recorded_at"], "recorded_at")
-        int(version["version"])
-    data["versions"] = versions
-    return data
+def _check_header(line: str) -> None:
+    try:
+        header = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ImportFormatError(f"line 1 is not JSON: {exc}") from None
+    version = header.get("memos_export") if isinstance(header, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
+        raise ImportFormatError(
+            f"the file is export format {version}, written by a newer memos; "
+            f"this one reads format {FORMAT}: upgrade memos to import it"
+        )
+    if version != FORMAT:
+        raise ImportFormatError(
+            f'line 1 is not a memos export header ({{"memos_export": {FORMAT}, ...}})'
+        )
+
+
+def _bad(number: int, problem: str) -> ImportFormatError:
+    return ImportFormatError(f"line {number}, {problem}; nothing was imported")
 
 
 def _store(
@@ -185,13 +215,13 @@ def _store(
             session.add(
                 ItemVersion(
                     item_pk=item.pk,
-                    version=int(v["version"]),
+                    version=v["version"],
                     text=v["text"],
                     content_hash=v["content_hash"],
-                    meta=v.get("metadata") or {},
-                    tags=v.get("tags") or [],
+                    meta=v["metadata"],
+                    tags=v["tags"],
                     recorded_at=v["recorded_at"],
-                    reason=v.get("reason"),
+                    reason=v["reason"],
                 )
             )
             versions += 1
@@ -207,37 +237,13 @@ def _store(
 
 
 def _item_from(data: dict[str, Any], cube_pk: int, revision: int) -> Item:
-    return Item(
-        id=data["id"],
-        cube_pk=cube_pk,
-        user_id=data.get("user_id"),
-        agent_id=data.get("agent_id"),
-        text=data["text"],
-        content_hash=data["content_hash"],
-        meta=data["metadata"],
-        tags=data["tags"],
-        source_kind=data.get("source_kind") or "import",
-        session_id=data.get("session_id"),
-        speaker=data.get("speaker"),
-        role=data.get("role"),
-        event_time=data["event_time"],
-        version=int(data.get("version") or 1),
-        created_at=data["created_at"],
-        updated_at=data["updated_at"],
-        last_accessed_at=data["last_accessed_at"],
-        access_count=int(data.get("access_count") or 0),
-        stability=float(data.get("stability") or 1.0),
-        state=data["state"],
-        pinned=bool(data.get("pinned")),
-        trust=float(data.get("trust", 1.0)),
-        change_seq=revision,
-        deleted_at=data["deleted_at"],
-    )
+    values = {attr: data[name] for name, attr in store.ITEM_FIELDS.items()}
+    return Item(**values, cube_pk=cube_pk, change_seq=revision, deleted_at=data["deleted_at"])
 
 
 def _first_version(data: dict[str, Any]) -> dict[str, Any]:
     return {
-        "version": data.get("version") or 1,
+        "version": data["version"],
         "text": data["text"],
         "content_hash": data["content_hash"],
         "metadata": data["metadata"],
@@ -248,10 +254,10 @@ def _first_version(data: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def _open(target: str | Path | IO[str], mode: str) -> Iterator[IO[str]]:
+def _open(target: str | Path | IO[str]) -> Iterator[IO[str]]:
     if isinstance(target, str | Path):
         try:
-            with open(target, mode, encoding="utf-8") as handle:
+            with open(target, encoding="utf-8") as handle:
                 yield handle
         except UnicodeDecodeError as exc:
             raise ImportFormatError(f"{target} is not valid UTF-8: {exc}") from None
