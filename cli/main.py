@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from memos.cli import activation, admin, items, lifecycle, parametric
+from memos.cli import activation, admin, items, lifecycle, parametric, service
 from memos.cli.output import CliError, fail
 from typer.core import TyperGroup
 
@@ -56,6 +56,7 @@ admin.register(app)
 activation.register(app)
 parametric.register(app)
 lifecycle.register(app)
+service.register(app)
 
 
 def main() -> None:
