@@ -41,7 +41,7 @@ CASES: dict[tuple[str, str], tuple[str | None, dict[str, Any]]] = {
     ("POST", "/v1/import"): ("admin", {"content": "IMPORT"}),
     ("GET", "/v1/items/{item_id}"): ("read", {}),
     ("GET", "/v1/items/{item_id}/history"): ("read", {}),
-    ("POST", "/v1/items/used"): ("read", {"json": {"ids": ["ITEM"]}}),
+    ("POST", "/v1/recalls"): ("read", {"json": {"ids": ["ITEM"]}}),
     ("PATCH", "/v1/items/{item_id}"): ("write", {"json": {"text": "bob rewrote it"}}),
     ("DELETE", "/v1/items/{item_id}"): ("write", {}),
     ("POST", "/v1/items/{item_id}/restore"): ("write", {}),
@@ -109,7 +109,7 @@ def test_another_tenant_gets_404_and_never_alices_memories(
         assert response.status_code < 500, where
         assert SECRET not in response.text, where
         assert t.item_id not in response.text or response.status_code == 404, where
-        if any(p in path for p in ID_PARAMS) or path == "/v1/items/used":
+        if any(p in path for p in ID_PARAMS) or path == "/v1/recalls":
             assert response.status_code == 404, where
             assert response.json()["error"].startswith("Unknown"), where
     after = client.get(f"/v1/items/{t.item_id}", headers=bearer(t.alice)).json()

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy import func, select
 
@@ -37,6 +37,7 @@ from memos.scheduler.jobs import JobInfo
 from memos.service import http_errors, keys
 from memos.service.metrics import Metrics, MetricsMiddleware
 from memos.service.schemas import (
+    CUBE_NAME,
     AddIn,
     AddManyIn,
     ContextIn,
@@ -106,6 +107,7 @@ def _scoped(scope: str) -> Callable[[Request], Caller]:
     return dependency
 
 
+CubeName = Annotated[str, Path(pattern=CUBE_NAME, description="A cube of the caller's tenant.")]
 Reader = Annotated[Caller, Depends(_scoped("read"))]
 Writer = Annotated[Caller, Depends(_scoped("write"))]
 Admin = Annotated[Caller, Depends(_scoped("admin"))]
@@ -130,7 +132,7 @@ def create_cube(body: CubeIn, who: Writer) -> CubeList:
 
 
 @v1.get("/cubes/{cube}/stats", response_model=CubeStats)
-def cube_stats(cube: str, who: Reader) -> CubeStats:
+def cube_stats(cube: CubeName, who: Reader) -> CubeStats:
     return who.memos.stats(cube)
 
 
@@ -138,18 +140,18 @@ def cube_stats(cube: str, who: Reader) -> CubeStats:
 
 
 @v1.post("/cubes/{cube}/items", response_model=MemoryRecord, status_code=201)
-def add_item(cube: str, body: AddIn, who: Writer) -> MemoryRecord:
+def add_item(cube: CubeName, body: AddIn, who: Writer) -> MemoryRecord:
     fields = body.fields()
     return who.memos.add(fields.pop("text"), cube=cube, **fields)
 
 
 @v1.post("/cubes/{cube}/items/batch", response_model=list[MemoryRecord], status_code=201)
-def add_items(cube: str, body: AddManyIn, who: Writer) -> list[MemoryRecord]:
+def add_items(cube: CubeName, body: AddManyIn, who: Writer) -> list[MemoryRecord]:
     return who.memos.add_many([entry.fields() for entry in body.items], cube=cube)
 
 
 @v1.post("/cubes/{cube}/messages", response_model=list[MemoryRecord], status_code=201)
-def add_messages(cube: str, body: MessagesIn, who: Writer) -> list[MemoryRecord]:
+def add_messages(cube: CubeName, body: MessagesIn, who: Writer) -> list[MemoryRecord]:
     defaults = body.defaults.fields() if body.defaults else {}
     return who.memos.add_messages(
         [m.model_dump(exclude_none=True) for m in body.messages],
@@ -160,7 +162,7 @@ def add_messages(cube: str, body: MessagesIn, who: Writer) -> list[MemoryRecord]
 
 
 @v1.post("/cubes/{cube}/documents", response_model=list[MemoryRecord], status_code=201)
-def add_document(cube: str, body: DocumentIn, who: Writer) -> list[MemoryRecord]:
+def add_document(cube: CubeName, body: DocumentIn, who: Writer) -> list[MemoryRecord]:
     fields = body.fields()
     return who.memos.add_document(fields.pop("text"), cube=cube, **fields)
 
@@ -170,7 +172,7 @@ def add_document(cube: str, body: DocumentIn, who: Writer) -> list[MemoryRecord]
 
 @v1.get("/cubes/{cube}/items", response_model=list[MemoryRecord])
 def list_items(
-    cube: str,
+    cube: CubeName,
     who: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -195,13 +197,13 @@ def list_items(
 
 
 @v1.post("/cubes/{cube}/search", response_model=list[SearchHit])
-def search(cube: str, body: SearchIn, who: Reader) -> list[SearchHit]:
+def search(cube: CubeName, body: SearchIn, who: Reader) -> list[SearchHit]:
     flt = body.filter.to_filter() if body.filter else None
     return who.memos.search(body.query, cube=cube, k=body.k, filter=flt, mode=body.mode)
 
 
 @v1.post("/cubes/{cube}/context", response_model=ContextBlock)
-def context(cube: str, body: ContextIn, who: Reader) -> ContextBlock:
+def context(cube: CubeName, body: ContextIn, who: Reader) -> ContextBlock:
     flt = body.filter.to_filter() if body.filter else None
     return who.memos.context(
         body.query, budget_tokens=body.budget_tokens, cube=cube, k=body.k, filter=flt
@@ -218,7 +220,7 @@ def item_history(item_id: str, who: Reader) -> list[MemoryVersion]:
     return who.memos.history(item_id)
 
 
-@v1.post("/items/used", status_code=204)
+@v1.post("/recalls", status_code=204)
 def mark_used(body: MarkUsedIn, who: Reader) -> None:
     who.memos.mark_used(body.ids)
 
@@ -249,7 +251,7 @@ def purge_item(item_id: str, who: Admin, reason: str = "user") -> None:
 
 
 @v1.post("/cubes/{cube}/decay", response_model=list[StateChange])
-def decay(cube: str, body: DecayIn, who: Writer) -> list[StateChange]:
+def decay(cube: CubeName, body: DecayIn, who: Writer) -> list[StateChange]:
     return who.memos.decay(cube=cube, dry_run=body.dry_run)
 
 
@@ -261,7 +263,7 @@ def decay(cube: str, body: DecayIn, who: Writer) -> list[StateChange]:
     response_class=StreamingResponse,
     responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}},
 )
-def export_cube(cube: str, who: Reader) -> StreamingResponse:
+def export_cube(cube: CubeName, who: Reader) -> StreamingResponse:
     lines = who.memos.export_lines(cube)
     first = next(lines)  # an unknown cube fails here, before the 200 is sent
     return StreamingResponse(_chain(first, lines), media_type="application/x-ndjson")

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from memos import errors
@@ -67,9 +68,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         name = _NAMES.get(exc.status_code, "HTTPError")
-        return JSONResponse(
-            body(name, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
-        )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            methods = {
+                method
+                for route in request.app.routes
+                if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+                for method in route.methods
+            }
+            headers = {"Allow": ", ".join(sorted(methods))}
+        return JSONResponse(body(name, str(exc.detail)), exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

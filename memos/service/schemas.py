@@ -7,17 +7,30 @@ serialises as they are: the remote SDK rebuilds the same records from them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from memos.plaintext.filters import SearchFilter
 
+# Strict numbers and flags: JSON false is not 0, 1 is not true.
+SFloat = Annotated[float, Field(strict=True)]
+SBool = Annotated[bool, Field(strict=True)]
 Scalar = str | int | float | bool
 
 
+def _iso(value: Any) -> Any:
+    if not isinstance(value, str | datetime):
+        raise ValueError("expected an ISO 8601 date-time string")
+    return value
+
+
+#: A date-time given as an ISO 8601 string (not a number).
+When = Annotated[datetime, Field(strict=False), BeforeValidator(_iso)]
+
+
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     def fields(self) -> dict[str, Any]:
         """The fields the caller set (unset ones keep the library's defaults)."""
@@ -35,10 +48,10 @@ class ItemFields(_Body):
     session_id: str | None = None
     speaker: str | None = None
     role: str | None = None
-    event_time: datetime | None = None
-    pinned: bool | None = None
-    trust: float | None = None
-    importance: float | None = None
+    event_time: When | None = None
+    pinned: SBool | None = None
+    trust: SFloat | None = None
+    importance: SFloat | None = None
 
 
 class AddIn(ItemFields):
@@ -53,13 +66,13 @@ class MessageIn(_Body):
     role: str
     content: str
     name: str | None = None
-    timestamp: datetime | None = None
+    timestamp: When | None = None
     metadata: dict[str, Any] | None = None
 
 
 class MessagesIn(_Body):
     messages: list[MessageIn] = Field(max_length=10_000)
-    prefix_speaker: bool = True
+    prefix_speaker: SBool = True
     defaults: ItemFields | None = None
 
 
@@ -74,9 +87,9 @@ class UpdateIn(_Body):
     speaker: str | None = None
     role: str | None = None
     session_id: str | None = None
-    event_time: datetime | None = None
-    pinned: bool | None = None
-    trust: float | None = None
+    event_time: When | None = None
+    pinned: SBool | None = None
+    trust: SFloat | None = None
     reason: str | None = None
 
 
@@ -90,8 +103,8 @@ class FilterIn(_Body):
     role: str | None = None
     tags: list[str] | None = None
     states: list[str] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: When | None = None
+    until: When | None = None
     metadata: dict[str, Scalar] | None = None
 
     def to_filter(self) -> SearchFilter:
@@ -100,15 +113,15 @@ class FilterIn(_Body):
 
 class SearchIn(_Body):
     query: str
-    k: int = Field(10, ge=1, le=1000)
+    k: int = Field(10, ge=1, le=1000, strict=True)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     filter: FilterIn | None = None
 
 
 class ContextIn(_Body):
     query: str
-    budget_tokens: int = Field(512, ge=1, le=1_000_000)
-    k: int = Field(20, ge=1, le=1000)
+    budget_tokens: int = Field(512, ge=1, le=1_000_000, strict=True)
+    k: int = Field(20, ge=1, le=1000, strict=True)
     filter: FilterIn | None = None
 
 
@@ -117,11 +130,14 @@ class MarkUsedIn(_Body):
 
 
 class DecayIn(_Body):
-    dry_run: bool = False
+    dry_run: SBool = False
+
+
+CUBE_NAME = r"^[A-Za-z0-9_.@:\-]{1,200}$"
 
 
 class CubeIn(_Body):
-    name: str
+    name: str = Field(pattern=CUBE_NAME)
 
 
 class CubeList(BaseModel):
