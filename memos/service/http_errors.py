@@ -74,7 +74,7 @@ def install(app: FastAPI) -> None:
                 method
                 for route in request.app.routes
                 if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
-                for method in route.methods
+                for method in route.methods or ()
             }
             headers = {"Allow": ", ".join(sorted(methods))}
         return JSONResponse(body(name, str(exc.detail)), exc.status_code, headers=headers)
