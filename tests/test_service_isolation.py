@@ -37,7 +37,7 @@ CASES: dict[tuple[str, str], tuple[str | None, dict[str, Any]]] = {
     ("POST", "/v1/cubes/{cube}/search"): ("read", {"json": {"query": "spare key flowerpot"}}),
     ("POST", "/v1/cubes/{cube}/context"): ("read", {"json": {"query": "where is the key"}}),
     ("POST", "/v1/cubes/{cube}/decay"): ("write", {"json": {"dry_run": True}}),
-    ("GET", "/v1/cubes/{cube}/export"): ("read", {}),
+    ("GET", "/v1/export"): ("read", {"params": {"cube": "notes"}}),
     ("POST", "/v1/import"): ("admin", {"content": "IMPORT"}),
     ("GET", "/v1/items/{item_id}"): ("read", {}),
     ("GET", "/v1/items/{item_id}/history"): ("read", {}),
@@ -87,7 +87,7 @@ def _request(client: TestClient, t: Tenants, key: str, method: str, path: str) -
     )
     kwargs = json.loads(json.dumps(kwargs).replace("ITEM", t.item_id))
     if kwargs.get("content") == "IMPORT":
-        export = client.get("/v1/cubes/notes/export", headers=bearer(t.alice))
+        export = client.get("/v1/export", headers=bearer(t.alice))
         assert export.status_code == 200 and SECRET in export.text
         kwargs["content"] = export.text
     return client.request(method, url, headers=bearer(key), **kwargs)

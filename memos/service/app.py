@@ -259,11 +259,14 @@ def decay(cube: CubeName, body: DecayIn, who: Writer) -> list[StateChange]:
 
 
 @v1.get(
-    "/cubes/{cube}/export",
+    "/export",
     response_class=StreamingResponse,
     responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}},
 )
-def export_cube(cube: CubeName, who: Reader) -> StreamingResponse:
+def export_items(
+    who: Reader, cube: Annotated[str | None, Query(pattern=CUBE_NAME)] = None
+) -> StreamingResponse:
+    """The caller's items (one cube, or all) as JSON lines, header first, streamed."""
     lines = who.memos.export_lines(cube)
     first = next(lines)  # an unknown cube fails here, before the 200 is sent
     return StreamingResponse(_chain(first, lines), media_type="application/x-ndjson")
@@ -283,7 +286,10 @@ _NDJSON_BODY = {
 
 
 @v1.post("/import", response_model=ImportReport, openapi_extra=_NDJSON_BODY)
-async def import_items(request: Request, who: Admin, cube: str | None = None) -> ImportReport:
+async def import_items(
+    request: Request, who: Admin, cube: Annotated[str | None, Query(pattern=CUBE_NAME)] = None
+) -> ImportReport:
+    """Import an export (JSON lines) into the caller's cubes; existing ids are skipped."""
     try:
         text = (await request.body()).decode("utf-8")
     except UnicodeDecodeError:
