@@ -67,3 +67,104 @@ def tenants(home: Path) -> Tenants:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServeProcess:
+    """``memos serve`` on 127.0.0.1 as a real process (its own process group).
+
+    Waits (bounded) until ``/healthz`` answers; :meth:`stop` ends the group.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        workers: int = 1,
+        db_url: str | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        db = ["--db", db_url] if db_url else []
+        cmd = [
+            sys.executable,
+            "-m",
+            "memos.cli.main",
+            "--home",
+            str(home),
+            "--embedder",
+            "hashing",
+            *db,
+            "serve",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            *extra,
+        ]
+        self.log = open(home.parent / f"serve-{self.port}.log", "w")  # noqa: SIM115
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        self._wait_healthy(timeout_s=90)
+
+    def _wait_healthy(self, timeout_s: float) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"memos serve exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(
+            f"memos serve did not come up: {Path(self.log.name).read_text()[-2000:]}"
+        )
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the uvicorn worker processes (children of the server)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        found = [int(p) for p in children.read_text().split()] if children.exists() else []
+        # the workers are spawned by multiprocessing (not its resource tracker)
+        return [p for p in found if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+
+    def stop(self) -> None:
+        import os
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=20)
+        self.log.close()
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
