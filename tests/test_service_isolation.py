@@ -9,6 +9,7 @@ alice's objects, never see her text, and leave her data as it was.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ CASES: dict[tuple[str, str], tuple[str | None, dict[str, Any]]] = {
     ("DELETE", "/v1/items/{item_id}"): ("write", {}),
     ("POST", "/v1/items/{item_id}/restore"): ("write", {}),
     ("POST", "/v1/items/{item_id}/purge"): ("admin", {}),
+    ("POST", "/v1/cubes/{cube}/scheduler/plan"): ("admin", {}),
+    ("POST", "/v1/cubes/{cube}/scheduler/run"): ("admin", {}),
     ("GET", "/v1/jobs"): ("read", {}),
     ("GET", "/v1/jobs/{job_id}"): ("read", {}),
     ("GET", "/v1/snapshots"): ("read", {}),
@@ -124,8 +127,16 @@ def test_another_tenant_gets_404_and_never_alices_memories(
 
 def test_alice_reaches_her_own_objects(world: tuple[Tenants, TestClient]) -> None:
     t, client = world
-    # deletes after the rest, then restore (what was deleted), purge not at all
-    order = sorted(CASES, key=lambda mp: (mp[0] == "DELETE", mp[1].endswith("/restore")))
+    # deletes after the rest, then restore (what was deleted), then a scheduler
+    # run (it may evict the snapshot the update made stale); purge not at all
+    order = sorted(
+        CASES,
+        key=lambda mp: (
+            mp[1].endswith("/scheduler/run"),
+            mp[0] == "DELETE",
+            mp[1].endswith("/restore"),
+        ),
+    )
     for method, path in order:
         if path.endswith("/purge"):
             continue
@@ -155,3 +166,26 @@ def test_revoked_key_is_401_and_read_only_key_is_403_on_writes(
         response = client.get("/v1/cubes", headers=headers)
         assert response.status_code == 401 and "Traceback" not in response.text
     assert t.mem.get(t.item_id).text == SECRET
+
+
+def test_a_scheduler_run_is_a_202_with_jobs_to_follow(world: tuple[Tenants, TestClient]) -> None:
+    t, client = world
+    t.mem.update(t.item_id, "alice moved the key")  # her snapshot and adapter are now stale
+    plan = client.post("/v1/cubes/notes/scheduler/plan", headers=bearer(t.alice)).json()
+    assert plan["steps"] and {s["cube"] for s in plan["steps"]} == {"notes"}
+    queued = client.post("/v1/cubes/notes/scheduler/run", headers=bearer(t.alice))
+    assert queued.status_code == 202
+    job_ids = queued.json()["jobs"]
+    assert len(job_ids) == len(plan["steps"])
+    for job_id in job_ids:
+        assert client.get(f"/v1/jobs/{job_id}", headers=bearer(t.bob)).status_code == 404
+        for _ in range(200):
+            job = client.get(f"/v1/jobs/{job_id}", headers=bearer(t.alice)).json()
+            if job["status"] in ("done", "failed"):
+                break
+            time.sleep(0.05)
+        assert job["status"] == "done", job
+    assert client.get("/v1/snapshots", headers=bearer(t.alice)).json() == []
+    listed = {j["id"] for j in client.get("/v1/jobs", headers=bearer(t.alice)).json()}
+    assert set(job_ids) <= listed
+    assert client.get("/v1/jobs", headers=bearer(t.bob)).json() == []

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -50,6 +52,7 @@ from memos.service.schemas import (
     Health,
     MarkUsedIn,
     MessagesIn,
+    RunQueued,
     SearchIn,
     UpdateIn,
 )
@@ -59,6 +62,7 @@ from memos.store.cubes import split_name
 from memos.store.models import LOCAL_TENANT, Cube, Item
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+log = logging.getLogger("memos.service")
 
 
 @dataclass(frozen=True)
@@ -69,13 +73,28 @@ class Caller:
     memos: TenantMemos
 
 
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="memos-jobs")
+
+
 class _State:
-    """What the routes share: the store, the auth switch, the metrics."""
+    """What the routes share: the store, the auth switch, the metrics, and one
+    background thread that applies queued scheduler runs in order."""
 
     def __init__(self, mem: Memos, auth: bool, metrics: Metrics) -> None:
         self.mem = mem
         self.auth = auth
         self.metrics = metrics
+        self.background = _executor()
+
+    def apply_later(self, memos: TenantMemos, job_ids: list[str]) -> None:
+        def work() -> None:
+            try:
+                memos.apply_jobs(job_ids)
+            except Exception:  # the jobs stay planned; the next run finishes them
+                log.exception("queued scheduler run failed to start")
+
+        self.background.submit(work)
 
 
 def _state(request: Request) -> _State:
@@ -299,7 +318,22 @@ async def import_items(
     return await run_in_threadpool(who.memos.import_jsonl, io.StringIO(text), cube=cube)
 
 
-# -- jobs and artifacts ------------------------------------------------------------
+# -- scheduler and jobs ------------------------------------------------------------
+
+
+@v1.post("/cubes/{cube}/scheduler/plan", response_model=dict[str, Any])
+def scheduler_plan(cube: CubeName, who: Admin) -> dict[str, Any]:
+    """What a scheduler run on the cube would do now (nothing is written)."""
+    return who.memos.plan(cube)
+
+
+@v1.post("/cubes/{cube}/scheduler/run", response_model=RunQueued, status_code=202)
+def scheduler_run(cube: CubeName, who: Admin, request: Request) -> RunQueued:
+    """Queue a scheduler run of the cube: its steps become jobs (follow them at
+    ``GET /v1/jobs/{id}``), applied in the background in order."""
+    run_id, job_ids = who.memos.enqueue_run(cube)
+    _state(request).apply_later(who.memos, job_ids)
+    return RunQueued(run_id=run_id, jobs=job_ids)
 
 
 @v1.get("/jobs", response_model=list[JobInfo])
@@ -400,15 +434,20 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if mcp_server is None:
-            yield
-        else:
-            from memos.service.mcp_server import session_manager
-
-            async with session_manager(mcp_server, max_body_size, auth):
+        state: _State = app.state.memos
+        state.background = _executor()  # fresh on every start (tests restart lifespans)
+        try:
+            if mcp_server is None:
                 yield
-        if own_memos:
-            mem.close()
+            else:
+                from memos.service.mcp_server import session_manager
+
+                async with session_manager(mcp_server, max_body_size, auth):
+                    yield
+        finally:
+            state.background.shutdown(wait=True)  # a queued run finishes first
+            if own_memos:
+                mem.close()
 
     app = FastAPI(
         title="memos",

@@ -144,6 +144,13 @@ class CubeList(BaseModel):
     cubes: list[str]
 
 
+class RunQueued(BaseModel):
+    """A queued scheduler run: its jobs, in the order they will be applied."""
+
+    run_id: str
+    jobs: list[str]
+
+
 class Health(BaseModel):
     status: str
     schema_revision: str | None = None

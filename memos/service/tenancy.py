@@ -46,9 +46,10 @@ from memos.records import (
     MemoryVersion,
     SearchHit,
 )
+from memos.scheduler import jobs
 from memos.scheduler.jobs import JobInfo
 from memos.store.cubes import split_name, stored_name
-from memos.store.models import Artifact, Cube, Item, Job
+from memos.store.models import Artifact, Cube, Item
 
 R = TypeVar("R")
 Filter = SearchFilter | Mapping[str, Any] | None
@@ -280,29 +281,33 @@ class TenantMemos:
     # -- jobs and artifacts ----------------------------------------------------------
 
     def jobs(
-        self, statuses: tuple[str, ...] | None = None, limit: int = 200
+        self, statuses: tuple[str, ...] | None = None, limit: int | None = 200
     ) -> builtins.list[JobInfo]:
-        """The tenant's recent jobs (those of its cubes)."""
-        with self.mem.db.read() as session:
-            mine = set(
-                session.scalars(
-                    select(Job.id)
-                    .join(Cube, Cube.pk == Job.cube_pk)
-                    .where(Cube.tenant == self.tenant)
-                    .order_by(Job.pk.desc())
-                    .limit(limit)
-                )
-            )
-        if not mine:
-            return []
-        found = self.mem.scheduler.jobs(statuses, limit=max(limit, 1) * 50)
-        return [_public(job) for job in found if job.id in mine][:limit]
+        """The tenant's recent jobs (those of its cubes), newest run first."""
+        found = self.mem.scheduler.jobs(statuses, limit, tenant=self.tenant)
+        return [_public(job) for job in found]
 
     def job(self, job_id: str) -> JobInfo:
-        for job in self.jobs(limit=10_000):
-            if job.id == job_id:
-                return job
-        raise UnknownJobError(f"no job with id {job_id!r}")
+        found = jobs.rows(self.mem.db, None, 1, tenant=self.tenant, job_id=job_id)
+        if not found:
+            raise UnknownJobError(f"no job with id {job_id!r}")
+        return _public(found[0][1])
+
+    def plan(self, cube: str) -> dict[str, Any]:
+        """What a scheduler run on the tenant's cube would do now (nothing written)."""
+        plan = self.mem.scheduler.plan(self.stored(cube)).to_dict()
+        for step in plan["steps"]:
+            step["cube"] = split_name(step["cube"])[1]
+        return plan
+
+    def enqueue_run(self, cube: str) -> tuple[str, builtins.list[str]]:
+        """Plan the tenant's cube and queue the steps as jobs: (run id, job ids)."""
+        return self.mem.scheduler.enqueue(self.stored(cube))
+
+    def apply_jobs(self, job_ids: builtins.list[str], wait_s: float = 60.0) -> None:
+        """Apply queued jobs of the tenant (only its own; others are skipped)."""
+        mine = {job.id for job in self.jobs(limit=None)}
+        self.mem.scheduler.apply([j for j in job_ids if j in mine], wait_s=wait_s)
 
     def snapshots(self, cube: str | None = None) -> builtins.list[Any]:
         """The tenant's KV snapshots (one cube, or all)."""
