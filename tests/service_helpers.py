@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import open_memos
+from pg import free_port
 
 from memos.client import Memos
 from memos.lifecycle.decay import StateChange
@@ -34,8 +35,8 @@ class Tenants:
     adapter_id: str
 
 
-def tenants(home: Path) -> Tenants:
-    mem = open_memos(home)
+def tenants(home: Path, url: str | None = None) -> Tenants:
+    mem = open_memos(home, url)
     now = mem.clock.now()
     alice, _ = keys.create_key(mem.db, "alice", ("read", "write", "admin"), now, "alice")
     alice_read, _ = keys.create_key(mem.db, "alice", ("read",), now, "alice-ro")
@@ -67,14 +68,6 @@ def tenants(home: Path) -> Tenants:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ServeProcess:

@@ -63,8 +63,8 @@ ID_PARAMS = ("{item_id}", "{job_id}", "{snapshot_id}", "{adapter_id}")
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Tenants, TestClient]]:
-    t = tenants(tmp_path / "home")
+def world(db_url: str, tmp_path: Path) -> Iterator[tuple[Tenants, TestClient]]:
+    t = tenants(tmp_path / "home", db_url)
     with TestClient(create_app(t.mem, mcp=False)) as client:
         yield t, client
     t.mem.close()

@@ -63,8 +63,10 @@ def test_authenticate_refuses_wrong_and_tampered_keys(tmp_path: Path) -> None:
     mem.close()
 
 
-def test_tenants_have_their_own_cube_names_and_local_is_the_embedded_sdk(tmp_path: Path) -> None:
-    mem = open_memos(tmp_path / "h")
+def test_tenants_have_their_own_cube_names_and_local_is_the_embedded_sdk(
+    db_url: str, tmp_path: Path
+) -> None:
+    mem = open_memos(tmp_path / "h", db_url)
     mem.add("embedded fact", cube="notes")
     a, b = TenantMemos(mem, "acme"), TenantMemos(mem, "beta")
     a.add("acme fact", cube="notes")
