@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from memos.cli import activation, admin, items, lifecycle, parametric
+from memos.cli import activation, admin, items, lifecycle, parametric, service
 from memos.cli.output import CliError, err_console, fail
 from typer.core import TyperGroup
 
@@ -64,6 +64,7 @@ admin.register(app)
 activation.register(app)
 parametric.register(app)
 lifecycle.register(app)
+service.register(app)
 
 
 def main() -> None:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from memos.lm import LanguageModel
     from memos.plaintext.embedder import Embedder
     from memos.plaintext.indexes import IndexManager, Progress
+    from memos.service.remote import RemoteMemos
     from memos.store.db import Database
 
 
@@ -83,6 +84,14 @@ class Memos(ModelTiers):
         ModelTiers.__init__(self, self.core)
         self._closed = False
         self._lock = threading.Lock()
+
+    @staticmethod
+    def connect(url: str, *, api_key: str | None = None, timeout: float = 30.0) -> RemoteMemos:
+        """A memos service at ``url`` (``memos serve``) with this class's methods,
+        records and typed errors; the key picks the tenant."""
+        from memos.service.remote import RemoteMemos
+
+        return RemoteMemos(url, api_key=api_key, timeout=timeout)
 
     # -- the shared services, read from the core ------------------------------
 

@@ -47,6 +47,22 @@ class UnknownCubeError(NotFoundError):
     """No cube has this name."""
 
 
+class UnknownJobError(NotFoundError):
+    """No job has this id."""
+
+
+class UnknownKeyError(NotFoundError):
+    """No API key has this id."""
+
+
+class AuthError(MemosError):
+    """A service request has no API key, or an unknown or revoked one."""
+
+
+class ForbiddenError(MemosError):
+    """The API key lacks the scope the request needs."""
+
+
 class DuplicateError(MemosError):
     """The change would store text that already exists in the cube."""
 

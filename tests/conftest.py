@@ -12,13 +12,8 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,10 +22,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import HashingEmbedder, open_memos
+from pg import create_database, pg_bin, postgres_server
 
 from memos.client import Memos
-
-PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
 
 @pytest.fixture(autouse=True)
@@ -76,84 +70,20 @@ def lm():  # type: ignore[no-untyped-def]
 # -- PostgreSQL ------------------------------------------------------------------
 
 
-def _pg_bin() -> Path | None:
-    import glob
-
-    found = sorted(glob.glob(PG_BIN_GLOB))
-    return Path(found[-1]) if found and (Path(found[-1]) / "initdb").exists() else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *cmd]
-    return cmd
-
-
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1; yields its base URL."""
-    bin_dir = _pg_bin()
+    bin_dir = pg_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL binaries not found under /usr/lib/postgresql: skipping PG tests")
-    root = Path(tempfile.mkdtemp(prefix="memos-pg-"))
-    data = root / "data"
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    port = _free_port()
-    subprocess.run(
-        _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
-    subprocess.run(
-        _as_postgres(
-            [
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-w",
-                "-l",
-                str(root / "log"),
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_server(bin_dir) as url:
+        yield url
 
 
 @pytest.fixture
 def pg_url(pg_server: str) -> str:
     """A fresh, empty database on the throwaway server."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    dsn = pg_server.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
-    for _ in range(50):
-        try:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(f"CREATE DATABASE {name}")
-            break
-        except psycopg.OperationalError:
-            time.sleep(0.1)
-    return f"{pg_server}/{name}"
+    return create_database(pg_server)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

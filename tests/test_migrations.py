@@ -25,6 +25,7 @@ EXPECTED_TABLES = {
     "artifact_sources",
     "events",
     "jobs",
+    "api_keys",
     "alembic_version",
 }
 

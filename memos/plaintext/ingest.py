@@ -39,6 +39,9 @@ FIELD_LIMITS: dict[str, int] = {
 TAG_MAX_CHARS: int = ItemTag.__table__.c.tag.type.length  # type: ignore[attr-defined]
 REASON_MAX_CHARS: int = Event.__table__.c.reason.type.length  # type: ignore[attr-defined]
 _CUBE_NAME = re.compile(r"^[\w.@:\-]{1,200}$")
+# A tenant's cube as stored (see memos.store.cubes): "<tenant>/<name>".
+_STORED_CUBE_NAME = re.compile(r"^(?:[a-z0-9][a-z0-9_\-]{0,63}/)?[\w.@:\-]{1,200}$")
+TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 ITEM_FIELDS = (
     "text",
     "metadata",
@@ -56,9 +59,14 @@ ITEM_FIELDS = (
 )
 
 
-def check_cube_name(name: Any) -> str:
-    """A valid cube name, or ``InvalidInputError`` saying what is allowed."""
-    if not isinstance(name, str) or not _CUBE_NAME.match(name):
+def check_cube_name(name: Any, *, stored: bool = True) -> str:
+    """A valid cube name, or ``InvalidInputError`` saying what is allowed.
+
+    ``stored`` accepts the ``"<tenant>/<name>"`` form a tenant's cube is stored
+    under; a tenant's own request passes ``stored=False``.
+    """
+    pattern = _STORED_CUBE_NAME if stored else _CUBE_NAME
+    if not isinstance(name, str) or not pattern.match(name) or len(name) > 200:
         raise InvalidInputError(
             f"cube name {name!r} is invalid: use 1-200 letters, digits, '_', '.', '@', ':' or '-'"
         )

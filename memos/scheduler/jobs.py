@@ -133,14 +133,22 @@ def finish(
 
 
 def rows(
-    db: Database, statuses: tuple[str, ...] | None, limit: int | None
+    db: Database,
+    statuses: tuple[str, ...] | None,
+    limit: int | None,
+    tenant: str | None = None,
+    job_id: str | None = None,
 ) -> list[tuple[int, JobInfo]]:
-    """The newest ``limit`` jobs as (pk, info), oldest first (a run's jobs have
-    consecutive pks in step order)."""
+    """The newest ``limit`` jobs (of one tenant's cubes; with one id) as (pk, info),
+    oldest first (a run's jobs have consecutive pks in step order)."""
     with db.read() as session:
         stmt = select(Job, Cube.name).outerjoin(Cube, Cube.pk == Job.cube_pk)
         if statuses is not None:
             stmt = stmt.where(Job.status.in_(statuses))
+        if tenant is not None:
+            stmt = stmt.where(Cube.tenant == tenant)
+        if job_id is not None:
+            stmt = stmt.where(Job.id == job_id)
         found = list(session.execute(stmt.order_by(Job.pk.desc()).limit(limit)))
     return [(job.pk, _info(job, name)) for job, name in reversed(found)]
 

@@ -97,8 +97,13 @@ class Scheduler:
         """Jobs an earlier run left planned or running, in the order they were planned."""
         return [info for _, info in jobs.rows(self.core.db, UNFINISHED, limit=None)]
 
-    def jobs(self, statuses: tuple[str, ...] | None = None, limit: int = 200) -> list[JobInfo]:
-        """Recent jobs, newest run first, in order within a run.
+    def jobs(
+        self,
+        statuses: tuple[str, ...] | None = None,
+        limit: int | None = 200,
+        tenant: str | None = None,
+    ) -> list[JobInfo]:
+        """Recent jobs (of one tenant's cubes), newest run first, in order within a run.
 
         ``statuses`` must be among :data:`memos.scheduler.jobs.JOB_STATUSES`.
         """
@@ -108,7 +113,7 @@ class Scheduler:
                 f"unknown job status {', '.join(map(repr, bad))}; "
                 f"allowed: {', '.join(jobs.JOB_STATUSES)}"
             )
-        rows = jobs.rows(self.core.db, statuses, limit)
+        rows = jobs.rows(self.core.db, statuses, limit, tenant)
         newest = {info.run_id: pk for pk, info in rows}  # rows ascend: the last pk wins
         return [info for pk, info in sorted(rows, key=lambda r: (-newest[r[1].run_id], r[0]))]
 
@@ -129,6 +134,21 @@ class Scheduler:
             for job_id in jobs.enqueue(self.core.db, report.run_id, plan.steps, now):
                 report.jobs.append(self._execute(job_id, progress))
             return report
+
+    def enqueue(self, cube: str) -> tuple[str, list[str]]:
+        """Plan ``cube`` now and write its steps as planned jobs, applying none:
+        (run id, job ids). :meth:`apply` (or any later run) applies them."""
+        plan = self.plan(cube)
+        run_id = str(uuid.uuid4())
+        return run_id, jobs.enqueue(self.core.db, run_id, plan.steps, self.core.clock.now())
+
+    def apply(
+        self, job_ids: list[str], progress: Progress | None = None, wait_s: float = 0.0
+    ) -> list[JobInfo]:
+        """Apply these jobs in order under the lock, skipping any another run finished."""
+        with self.lock(wait_s):
+            pending = {info.id for info in self.unfinished()}
+            return [self._execute(job_id, progress) for job_id in job_ids if job_id in pending]
 
     @contextmanager
     def lock(self, wait_s: float = 0.0) -> Iterator[None]:

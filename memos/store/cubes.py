@@ -1,4 +1,13 @@
-"""Cube rows: lookup by name, creation, and the revision every change bumps."""
+"""Cube rows: lookup by name, creation, and the revision every change bumps.
+
+Tenants: a cube of tenant ``t`` is stored under the name ``"t/<name>"`` (the
+embedded SDK's tenant, ``local``, keeps bare names), and its ``tenant`` column
+says ``t``. The stored name is the one identity every part already keys on
+(indexes, scheduler steps, job rows, artifacts, export lines), so namespacing
+it keeps each of them tenant-safe without threading a tenant through; the
+column is what ownership checks and listings filter on. :func:`ensure_cube`
+derives the column from the name, so the two never disagree.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +19,36 @@ from sqlalchemy.orm import Session
 
 from memos.errors import UnknownCubeError
 from memos.store.events import log_event
-from memos.store.models import (
-    Cube,
-)
+from memos.store.models import LOCAL_TENANT, Cube
+
+TENANT_SEPARATOR = "/"
+
+
+def stored_name(tenant: str, name: str) -> str:
+    """The name a tenant's cube ``name`` is stored under."""
+    return name if tenant == LOCAL_TENANT else f"{tenant}{TENANT_SEPARATOR}{name}"
+
+
+def split_name(stored: str) -> tuple[str, str]:
+    """(tenant, name as the tenant sees it) of a stored cube name."""
+    tenant, sep, name = stored.partition(TENANT_SEPARATOR)
+    return (tenant, name) if sep else (LOCAL_TENANT, stored)
 
 
 def cube_by_name(session: Session, name: str) -> Cube:
-    """The cube called ``name``; ``UnknownCubeError`` lists the known ones."""
+    """The cube stored as ``name``; ``UnknownCubeError`` lists its tenant's cubes."""
     cube = session.scalar(select(Cube).where(Cube.name == name))
     if cube is None:
-        known = ", ".join(cube_names(session)) or "none yet"
-        raise UnknownCubeError(f"unknown cube {name!r} (known: {known})")
+        tenant, public = split_name(name)
+        known = ", ".join(cube_names(session, tenant)) or "none yet"
+        raise UnknownCubeError(f"unknown cube {public!r} (known: {known})")
     return cube
 
 
-def cube_names(session: Session) -> list[str]:
-    return list(session.scalars(select(Cube.name).order_by(Cube.name)))
+def cube_names(session: Session, tenant: str = LOCAL_TENANT) -> list[str]:
+    """Names of ``tenant``'s cubes, as the tenant sees them."""
+    stmt = select(Cube.name).where(Cube.tenant == tenant).order_by(Cube.name)
+    return [split_name(name)[1] for name in session.scalars(stmt)]
 
 
 def ensure_cube(session: Session, name: str, now: datetime, owner_id: str | None = None) -> Cube:
@@ -34,7 +57,13 @@ def ensure_cube(session: Session, name: str, now: datetime, owner_id: str | None
     if cube is not None:
         return cube
     cube = Cube(
-        id=str(uuid.uuid4()), name=name, owner_id=owner_id, meta={}, revision=0, created_at=now
+        id=str(uuid.uuid4()),
+        name=name,
+        tenant=split_name(name)[0],
+        owner_id=owner_id,
+        meta={},
+        revision=0,
+        created_at=now,
     )
     session.add(cube)
     session.flush()

@@ -31,6 +31,8 @@ from sqlalchemy.types import TypeDecorator
 from memos.records import State
 
 LIVE = "state != 'deleted'"
+#: The tenant of the embedded SDK and of every cube created before tenants existed.
+LOCAL_TENANT = "local"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -64,6 +66,9 @@ class Cube(Base):
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
     id: Mapped[str] = mapped_column(String(36), unique=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # The tenant that owns the cube (see memos.store.cubes: a tenant's cubes are
+    # stored under names prefixed "<tenant>/"; the embedded SDK's are "local").
+    tenant: Mapped[str] = mapped_column(String(64), index=True, server_default=LOCAL_TENANT)
     owner_id: Mapped[str | None] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
@@ -231,3 +236,24 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiKey(Base):
+    """An API key of the service: bound to one tenant, stored only as a hash.
+
+    The key's first characters (``prefix``) find the row; the SHA-256 of the
+    whole key is compared in constant time. ``scopes`` is a comma-separated
+    subset of ``read,write,admin``.
+    """
+
+    __tablename__ = "api_keys"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    scopes: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

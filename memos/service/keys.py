@@ -1,0 +1,165 @@
+"""API keys: bound to one tenant, stored only as a hash, checked on every request.
+
+A key reads ``memos_<prefix>_<secret>``: the prefix (12 hex characters) finds
+its row, the SHA-256 of the whole key is compared in constant time. The key
+itself is shown once, by :func:`create_key`, and never stored or logged.
+Every request reads the row again (:func:`authenticate`), so a revocation
+holds on the next request in every worker and every process.
+
+Scopes: ``read`` (search, list, get, export), ``write`` (add, update, delete,
+restore, decay) and ``admin`` (purge, import, scheduler, keys). ``admin``
+implies the other two, ``write`` implies ``read``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from memos.errors import AuthError, ForbiddenError, InvalidInputError, UnknownKeyError
+from memos.plaintext import ingest
+from memos.store.db import Database
+from memos.store.models import ApiKey
+
+SCOPES = ("read", "write", "admin")
+_IMPLIED = {"admin": {"admin", "write", "read"}, "write": {"write", "read"}, "read": {"read"}}
+_PREFIX_HEX = 12
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """An API key as listed (never the key itself)."""
+
+    id: str
+    tenant: str
+    name: str | None
+    scopes: tuple[str, ...]
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    def allows(self, scope: str) -> bool:
+        """Whether the key's scopes include (or imply) ``scope``."""
+        return any(scope in _IMPLIED[s] for s in self.scopes)
+
+    def require(self, scope: str) -> None:
+        """``ForbiddenError`` unless the key allows ``scope``."""
+        if not self.allows(scope):
+            raise ForbiddenError(f"this API key lacks the {scope!r} scope")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "name": self.name,
+            "scopes": list(self.scopes),
+            "prefix": self.prefix,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+def parse_scopes(text: str) -> tuple[str, ...]:
+    """``"read,write"`` as a checked tuple of scopes."""
+    scopes = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    bad = [s for s in scopes if s not in SCOPES]
+    if not scopes or bad:
+        raise InvalidInputError(f"scopes {text!r} are invalid; allowed: {', '.join(SCOPES)}")
+    return scopes
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(
+    db: Database, tenant: str, scopes: tuple[str, ...], now: datetime, name: str | None = None
+) -> tuple[str, KeyInfo]:
+    """A new key for ``tenant``: (the key, shown only now; its stored info)."""
+    if not ingest.TENANT_NAME.match(tenant):
+        raise InvalidInputError(
+            f"tenant {tenant!r} is invalid: use 1-64 lowercase letters, digits, '_' or '-'"
+        )
+    scopes = parse_scopes(",".join(scopes))
+    prefix = secrets.token_hex(_PREFIX_HEX // 2)
+    key = f"memos_{prefix}_{secrets.token_urlsafe(32)}"
+    row = ApiKey(
+        id=str(uuid.uuid4()),
+        tenant=tenant,
+        name=name,
+        scopes=",".join(scopes),
+        prefix=prefix,
+        key_hash=_hash(key),
+        created_at=now,
+        revoked_at=None,
+    )
+
+    def work(session: Session) -> KeyInfo:
+        session.add(row)
+        session.flush()
+        return _info(row)
+
+    return key, db.write(work)
+
+
+def list_keys(db: Database, tenant: str | None = None) -> list[KeyInfo]:
+    """Every key (of one tenant), oldest first."""
+    with db.read() as session:
+        stmt = select(ApiKey).order_by(ApiKey.pk)
+        if tenant is not None:
+            stmt = stmt.where(ApiKey.tenant == tenant)
+        return [_info(row) for row in session.scalars(stmt)]
+
+
+def revoke_key(db: Database, key_id: str, now: datetime) -> KeyInfo:
+    """Revoke a key (from the next request on, in every worker)."""
+
+    def work(session: Session) -> KeyInfo:
+        row = session.scalar(select(ApiKey).where(ApiKey.id == key_id))
+        if row is None:
+            raise UnknownKeyError(f"no API key with id {key_id!r}")
+        if row.revoked_at is None:
+            row.revoked_at = now
+        return _info(row)
+
+    return db.write(work)
+
+
+def authenticate(db: Database, presented: str | None) -> KeyInfo:
+    """The live key ``presented`` is; ``AuthError`` when missing, unknown or revoked.
+
+    The error never repeats the key.
+    """
+    if not presented:
+        raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+    parts = presented.split("_")
+    prefix = parts[1] if len(parts) >= 3 and parts[0] == "memos" else ""
+    with db.read() as session:
+        row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix)) if prefix else None
+    # Compare even when no row matched, so timing tells nothing about prefixes.
+    expected = row.key_hash if row is not None else _hash("memos_none_" + presented)
+    matches = hmac.compare_digest(expected, _hash(presented))
+    if row is None or not matches:
+        raise AuthError("invalid API key")
+    if row.revoked_at is not None:
+        raise AuthError("this API key was revoked")
+    return _info(row)
+
+
+def _info(row: ApiKey) -> KeyInfo:
+    return KeyInfo(
+        id=row.id,
+        tenant=row.tenant,
+        name=row.name,
+        scopes=tuple(row.scopes.split(",")),
+        prefix=row.prefix,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )

@@ -1,0 +1,191 @@
+"""Every route of the service is confined to the caller's tenant and scopes.
+
+The table below names a request for every route the app has; a route added
+without an entry fails :func:`test_every_route_has_an_isolation_case`, so no
+route ships unchecked. Tenant bob (with every scope) must get 404 on each of
+alice's objects, never see her text, and leave her data as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from service_helpers import SECRET, Tenants, bearer, tenants
+
+from memos.service.app import create_app
+
+# (method, path template) -> (scope needed, request kwargs). Ids and cube names
+# are filled from alice's objects.
+CASES: dict[tuple[str, str], tuple[str | None, dict[str, Any]]] = {
+    ("GET", "/v1/cubes"): ("read", {}),
+    ("POST", "/v1/cubes"): ("write", {"json": {"name": "notes"}}),
+    ("GET", "/v1/cubes/{cube}/stats"): ("read", {}),
+    ("POST", "/v1/cubes/{cube}/items"): ("write", {"json": {"text": "bob was here"}}),
+    ("POST", "/v1/cubes/{cube}/items/batch"): ("write", {"json": {"items": [{"text": "b1"}]}}),
+    ("POST", "/v1/cubes/{cube}/messages"): (
+        "write",
+        {"json": {"messages": [{"role": "user", "content": "hi from bob"}]}},
+    ),
+    ("POST", "/v1/cubes/{cube}/documents"): ("write", {"json": {"text": "a document by bob"}}),
+    ("GET", "/v1/cubes/{cube}/items"): ("read", {}),
+    ("POST", "/v1/cubes/{cube}/search"): ("read", {"json": {"query": "spare key flowerpot"}}),
+    ("POST", "/v1/cubes/{cube}/context"): ("read", {"json": {"query": "where is the key"}}),
+    ("POST", "/v1/cubes/{cube}/decay"): ("write", {"json": {"dry_run": True}}),
+    ("GET", "/v1/export"): ("read", {"params": {"cube": "notes"}}),
+    ("POST", "/v1/import"): ("admin", {"content": "IMPORT"}),
+    ("GET", "/v1/items/{item_id}"): ("read", {}),
+    ("GET", "/v1/items/{item_id}/history"): ("read", {}),
+    ("POST", "/v1/recalls"): ("read", {"json": {"ids": ["ITEM"]}}),
+    ("PATCH", "/v1/items/{item_id}"): ("write", {"json": {"text": "bob rewrote it"}}),
+    ("DELETE", "/v1/items/{item_id}"): ("write", {}),
+    ("POST", "/v1/items/{item_id}/restore"): ("write", {}),
+    ("POST", "/v1/items/{item_id}/purge"): ("admin", {}),
+    ("POST", "/v1/cubes/{cube}/scheduler/plan"): ("admin", {}),
+    ("POST", "/v1/cubes/{cube}/scheduler/run"): ("admin", {}),
+    ("GET", "/v1/jobs"): ("read", {}),
+    ("GET", "/v1/jobs/{job_id}"): ("read", {}),
+    ("GET", "/v1/snapshots"): ("read", {}),
+    ("DELETE", "/v1/snapshots/{snapshot_id}"): ("write", {}),
+    ("GET", "/v1/adapters"): ("read", {}),
+    ("DELETE", "/v1/adapters/{adapter_id}"): ("write", {}),
+    ("GET", "/healthz"): (None, {}),
+    ("GET", "/readyz"): (None, {}),
+    ("GET", "/metrics"): ("admin", {}),
+}
+ID_PARAMS = ("{item_id}", "{job_id}", "{snapshot_id}", "{adapter_id}")
+
+
+@pytest.fixture
+def world(db_url: str, tmp_path: Path) -> Iterator[tuple[Tenants, TestClient]]:
+    t = tenants(tmp_path / "home", db_url)
+    with TestClient(create_app(t.mem, mcp=False)) as client:
+        yield t, client
+    t.mem.close()
+
+
+def _routes(client: TestClient) -> set[tuple[str, str]]:
+    app: Any = client.app
+    found = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute) and not route.path.startswith(("/docs", "/openapi")):
+            found |= {(method, route.path) for method in route.methods - {"HEAD"}}
+    return found
+
+
+def _request(client: TestClient, t: Tenants, key: str, method: str, path: str) -> Any:
+    _, kwargs = CASES[(method, path)]
+    url = (
+        path.replace("{cube}", "notes")
+        .replace("{item_id}", t.item_id)
+        .replace("{job_id}", t.job_id)
+        .replace("{snapshot_id}", t.snapshot_id)
+        .replace("{adapter_id}", t.adapter_id)
+    )
+    kwargs = json.loads(json.dumps(kwargs).replace("ITEM", t.item_id))
+    if kwargs.get("content") == "IMPORT":
+        export = client.get("/v1/export", headers=bearer(t.alice))
+        assert export.status_code == 200 and SECRET in export.text
+        kwargs["content"] = export.text
+    return client.request(method, url, headers=bearer(key), **kwargs)
+
+
+def test_every_route_has_an_isolation_case(world: tuple[Tenants, TestClient]) -> None:
+    _, client = world
+    assert _routes(client) == set(CASES), "add the new route to CASES (and check its tenancy)"
+
+
+def test_another_tenant_gets_404_and_never_alices_memories(
+    world: tuple[Tenants, TestClient],
+) -> None:
+    t, client = world
+    before = client.get(f"/v1/items/{t.item_id}", headers=bearer(t.alice)).json()
+    for method, path in sorted(CASES):
+        response = _request(client, t, t.bob, method, path)
+        where = f"{method} {path}: {response.status_code} {response.text[:200]}"
+        assert response.status_code < 500, where
+        assert SECRET not in response.text, where
+        assert t.item_id not in response.text or response.status_code == 404, where
+        if any(p in path for p in ID_PARAMS) or path == "/v1/recalls":
+            assert response.status_code == 404, where
+            assert response.json()["error"].startswith("Unknown"), where
+    after = client.get(f"/v1/items/{t.item_id}", headers=bearer(t.alice)).json()
+    assert after == before  # bob's updates, deletes and purges never reached it
+    snapshots = client.get("/v1/snapshots", headers=bearer(t.alice)).json()
+    assert [s["id"] for s in snapshots] == [t.snapshot_id]
+    assert client.get(f"/v1/jobs/{t.job_id}", headers=bearer(t.alice)).status_code == 200
+    assert client.get("/v1/cubes", headers=bearer(t.alice)).json() == {"cubes": ["notes"]}
+    bob_items = client.get("/v1/cubes/notes/items", headers=bearer(t.bob)).json()
+    assert SECRET not in json.dumps(bob_items) and bob_items  # bob's own "notes" cube
+
+
+def test_alice_reaches_her_own_objects(world: tuple[Tenants, TestClient]) -> None:
+    t, client = world
+    # deletes after the rest, then restore (what was deleted), then a scheduler
+    # run (it may evict the snapshot the update made stale); purge not at all
+    order = sorted(
+        CASES,
+        key=lambda mp: (
+            mp[1].endswith("/scheduler/run"),
+            mp[0] == "DELETE",
+            mp[1].endswith("/restore"),
+        ),
+    )
+    for method, path in order:
+        if path.endswith("/purge"):
+            continue
+        response = _request(client, t, t.alice, method, path)
+        assert response.status_code < 300, f"{method} {path}: {response.text[:300]}"
+
+
+def test_revoked_key_is_401_and_read_only_key_is_403_on_writes(
+    world: tuple[Tenants, TestClient],
+) -> None:
+    t, client = world
+    for method, path in sorted(CASES):
+        scope, _ = CASES[(method, path)]
+        if scope is None:
+            continue
+        revoked = _request(client, t, t.revoked, method, path)
+        assert revoked.status_code == 401, f"{method} {path}: {revoked.text}"
+        assert revoked.json()["error"] == "AuthError"
+        assert revoked.headers["www-authenticate"] == "Bearer"
+        read_only = _request(client, t, t.alice_read, method, path)
+        if scope == "read":
+            assert read_only.status_code < 300, f"{method} {path}: {read_only.text}"
+        else:
+            assert read_only.status_code == 403, f"{method} {path}: {read_only.text}"
+            assert read_only.json()["error"] == "ForbiddenError"
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}):
+        response = client.get("/v1/cubes", headers=headers)
+        assert response.status_code == 401 and "Traceback" not in response.text
+    assert t.mem.get(t.item_id).text == SECRET
+
+
+def test_a_scheduler_run_is_a_202_with_jobs_to_follow(world: tuple[Tenants, TestClient]) -> None:
+    t, client = world
+    t.mem.update(t.item_id, "alice moved the key")  # her snapshot and adapter are now stale
+    plan = client.post("/v1/cubes/notes/scheduler/plan", headers=bearer(t.alice)).json()
+    assert plan["steps"] and {s["cube"] for s in plan["steps"]} == {"notes"}
+    queued = client.post("/v1/cubes/notes/scheduler/run", headers=bearer(t.alice))
+    assert queued.status_code == 202
+    job_ids = queued.json()["jobs"]
+    assert len(job_ids) == len(plan["steps"])
+    for job_id in job_ids:
+        assert client.get(f"/v1/jobs/{job_id}", headers=bearer(t.bob)).status_code == 404
+        for _ in range(200):
+            job = client.get(f"/v1/jobs/{job_id}", headers=bearer(t.alice)).json()
+            if job["status"] in ("done", "failed"):
+                break
+            time.sleep(0.05)
+        assert job["status"] == "done", job
+    assert client.get("/v1/snapshots", headers=bearer(t.alice)).json() == []
+    listed = {j["id"] for j in client.get("/v1/jobs", headers=bearer(t.alice)).json()}
+    assert set(job_ids) <= listed
+    assert client.get("/v1/jobs", headers=bearer(t.bob)).json() == []
