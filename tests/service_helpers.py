@@ -52,11 +52,13 @@ def tenants(home: Path, url: str | None = None) -> Tenants:
     ids = []
     for kind in ("kv", "adapter"):
         artifact_id = str(uuid.uuid4())
-        path = home / f"{artifact_id}.bin"
+        path = mem.config.home / kind / f"{artifact_id}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
         meta = {"tokens": 1, "dtype": "float32", "layers": [0], "rank": 1, "training": {}}
         artifacts.register(
             mem.db,
+            mem.config.home,
             cube,
             NewArtifact(artifact_id, kind, path, "0" * 64, 1, "fp", meta),
             [record],
