@@ -233,7 +233,9 @@ class Memos(ModelTiers):
         return self.writer.restore(item_id)
 
     def purge(self, item_id: str, reason: str = "user") -> None:
-        """Remove an item and its history for good (only the audit event remains)."""
+        """Remove an item for good, with every copy of its text: versions, embeddings,
+        index vectors, and the snapshots and adapters built from it. Only the audit
+        event remains (the id, no text)."""
         self.writer.purge(item_id, reason)
 
     # -- reading -------------------------------------------------------------
