@@ -62,6 +62,7 @@ class DenseIndex:
         self._label_pk = np.zeros(0, dtype=np.int64)  # [N] item pk of each label
         self._alive = np.zeros(0, dtype=bool)  # [N]
         self._pk_label: dict[int, int] = {}
+        self._moments: tuple[np.ndarray, np.ndarray] | None = None  # Σv [dim], Σvvᵀ [dim, dim]
         self.unsaved = 0
 
     def __len__(self) -> int:
@@ -85,6 +86,8 @@ class DenseIndex:
             self._kill(pk_list)
             start = self._label_pk.shape[0]
             self._faiss.add(vectors)
+            if self._moments is not None:
+                self._shift_moments(vectors, +1.0)
             self._label_pk = np.concatenate([self._label_pk, np.asarray(pk_list, np.int64)])
             self._alive = np.concatenate([self._alive, np.ones(len(pk_list), dtype=bool)])
             for offset, pk in enumerate(pk_list):
@@ -124,6 +127,34 @@ class DenseIndex:
             scores, labels = self._faiss.search(query, min(k, len(self._pk_label)))
             return self._pairs(scores[0], labels[0])
 
+    def score_stats(self, query: np.ndarray) -> tuple[float, float]:
+        """Mean and standard deviation of ``query · v`` over every live vector.
+
+        Kept exact from the first and second moments of the vectors (updated on
+        each change), so a search can standardize its scores over the whole
+        cube while FAISS returns only the best few.
+        """
+        with self.lock:
+            n = len(self._pk_label)
+            if not n:
+                return 0.0, 0.0
+            if self._moments is None:
+                self._moments = (
+                    np.zeros(self.identity.dim),
+                    np.zeros((self.identity.dim, self.identity.dim)),
+                )
+                self._shift_moments(self._faiss.reconstruct_batch(np.flatnonzero(self._alive)), 1)
+            total, gram = self._moments
+            q = np.asarray(query, dtype=np.float64).reshape(-1)  # [dim]
+            mean = float(q @ total) / n
+            return mean, float(np.sqrt(max(float(q @ gram @ q) / n - mean * mean, 0.0)))
+
+    def _shift_moments(self, vectors: np.ndarray, sign: float) -> None:
+        assert self._moments is not None
+        v = np.asarray(vectors, dtype=np.float64).reshape(-1, self.identity.dim)  # [m, dim]
+        self._moments[0][:] += sign * v.sum(0)
+        self._moments[1][:] += sign * (v.T @ v)
+
     def _exact(self, query: np.ndarray, labels: np.ndarray, k: int) -> list[tuple[int, float]]:
         if labels.size == 0:
             return []
@@ -151,11 +182,15 @@ class DenseIndex:
         ]
 
     def _kill(self, pks: list[int]) -> None:
+        killed = []
         for pk in pks:
             label = self._pk_label.pop(pk, None)
             if label is not None:
                 self._alive[label] = False
                 self.unsaved += 1
+                killed.append(label)
+        if killed and self._moments is not None:
+            self._shift_moments(self._faiss.reconstruct_batch(np.asarray(killed, np.int64)), -1)
 
     def _maybe_compact(self) -> None:
         total = self._label_pk.shape[0]
@@ -172,6 +207,7 @@ class DenseIndex:
             self._label_pk = np.zeros(0, dtype=np.int64)
             self._alive = np.zeros(0, dtype=bool)
             self._pk_label = {}
+            self._moments = None
             if vectors is not None:
                 self.upsert(pks.tolist(), vectors)
 

@@ -9,7 +9,10 @@ every match. Items keep a label; updates add a new label and retire the old
 one, and the index compacts itself when too much of it is retired.
 
 BM25 (k1 = 1.2, b = 0.75), with idf = ln(1 + (N - df + 0.5) / (df + 0.5)).
-Text is lower-cased and split on word characters; stop words are dropped.
+Text is lower-cased and split on word characters; stop words are dropped; with
+``stem`` each word is reduced to its Snowball English stem, so "painting" and
+"paints" meet "paint" (on the LoCoMo dev split this lifts evidence recall@10 of
+the full pipeline by about 1.5 points).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -48,17 +53,39 @@ def tokens(text: str) -> list[str]:
     ]
 
 
-def query_terms(query: str) -> list[str]:
+def stemmed_tokens(text: str) -> list[str]:
+    """:func:`tokens` reduced to their Snowball English stems."""
+    return [_stem(w) for w in tokens(text)]
+
+
+@lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    return str(_stemmer().stemWord(word))
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+def query_terms(query: str, analyze: Callable[[str], list[str]] = tokens) -> list[str]:
     """Distinct content words of a query (at most 32)."""
-    return list(dict.fromkeys(tokens(query)))[:_MAX_QUERY_TERMS]
+    return list(dict.fromkeys(analyze(query)))[:_MAX_QUERY_TERMS]
 
 
 class KeywordIndex:
-    """BM25 over item texts, with a label → item-pk map like the dense index."""
+    """BM25 over item texts, with a label → item-pk map like the dense index.
 
-    def __init__(self) -> None:
+    Args:
+        stem: index and query word stems instead of words.
+    """
+
+    def __init__(self, stem: bool = False) -> None:
         self.lock = threading.RLock()
         self.revision = 0
+        self.analyze = stemmed_tokens if stem else tokens
         self._reset()
 
     def _reset(self) -> None:
@@ -83,22 +110,24 @@ class KeywordIndex:
         """Add or replace the texts of items ``(pk, text)``."""
         with self.lock:
             for pk, text in docs:
-                self._kill(pk)
-                counts = Counter(tokens(text))
-                label = len(self._label_pk)
-                self._label_pk.append(pk)
-                self._alive.append(True)
-                self._doc_len.append(sum(counts.values()))
-                self._doc_terms.append(counts)
-                self._pk_label[pk] = label
-                self._total_len += self._doc_len[-1]
-                for term, tf in counts.items():
-                    labels, tfs = self._postings.setdefault(term, ([], []))
-                    labels.append(label)
-                    tfs.append(tf)
-                    self._df[term] += 1
-                    self._arrays.pop(term, None)
+                self._add(pk, Counter(self.analyze(text)))
             self._cache.clear()
+
+    def _add(self, pk: int, counts: Counter[str]) -> None:
+        self._kill(pk)
+        label = len(self._label_pk)
+        self._label_pk.append(pk)
+        self._alive.append(True)
+        self._doc_len.append(sum(counts.values()))
+        self._doc_terms.append(counts)
+        self._pk_label[pk] = label
+        self._total_len += self._doc_len[-1]
+        for term, tf in counts.items():
+            labels, tfs = self._postings.setdefault(term, ([], []))
+            labels.append(label)
+            tfs.append(tf)
+            self._df[term] += 1
+            self._arrays.pop(term, None)
 
     def remove(self, pks: Iterable[int]) -> None:
         """Forget items ``pks`` (unknown ones are ignored)."""
@@ -123,17 +152,25 @@ class KeywordIndex:
         live = [(self._label_pk[i], self._doc_terms[i]) for i, ok in enumerate(self._alive) if ok]
         self._reset()
         for pk, counts in live:
-            self.upsert([(pk, " ".join(counts.elements()))])
+            self._add(pk, counts)
+        self._cache.clear()
 
     def search(
         self, query: str, k: int, allowed: Iterable[int] | None = None
     ) -> list[tuple[int, float]]:
         """Best ``k`` (item pk, BM25 score) pairs, restricted to ``allowed`` pks if given."""
+        return self.search_with_stats(query, k, allowed)[0]
+
+    def search_with_stats(
+        self, query: str, k: int, allowed: Iterable[int] | None = None
+    ) -> tuple[list[tuple[int, float]], tuple[float, float]]:
+        """:meth:`search`, with the mean and standard deviation of the query's
+        BM25 score over every live item (unmatched ones score 0)."""
         with self.lock:
             n_docs = len(self._pk_label)
-            terms = [t for t in query_terms(query) if self._df.get(t, 0) > 0]
+            terms = [t for t in query_terms(query, self.analyze) if self._df.get(t, 0) > 0]
             if not n_docs or not terms or k <= 0:
-                return []
+                return [], (0.0, 0.0)
             scores = np.zeros(len(self._label_pk), dtype=np.float32)  # [labels]
             norm = self._norm(n_docs)  # [labels]
             for term in terms:
@@ -142,6 +179,8 @@ class KeywordIndex:
                 labels, tfs = self._term_arrays(term)
                 scores[labels] += idf * tfs * (K1 + 1) / (tfs + norm[labels])
             mask = self._alive_mask()
+            live = scores[mask]
+            stats = (float(live.mean()), float(live.std()))
             if allowed is not None:
                 keep = np.zeros_like(mask)
                 chosen = [self._pk_label[pk] for pk in allowed if pk in self._pk_label]
@@ -151,7 +190,7 @@ class KeywordIndex:
             if candidates.size > k:
                 candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
             order = candidates[np.argsort(-scores[candidates], kind="stable")]
-            return [(self._label_pk[i], float(scores[i])) for i in order]
+            return [(self._label_pk[i], float(scores[i])) for i in order], stats
 
     def _norm(self, n_docs: int) -> np.ndarray:
         """``k1 * (1 - b + b * len / avg_len)`` per label."""
