@@ -89,6 +89,8 @@ class Memos:
             self.config.index_dir,
             self.config.index_kind,
             self.config.hnsw_m,
+            self.config.key_fields,
+            self.config.keyword_stemming,
         )
         self.recalls = RecallLog(self.db, self.config.retention, self.config.recall_flush_s)
         self.retriever = Retriever(self.db, self.embedder, self.indexes, self.config, self.recalls)

@@ -15,7 +15,9 @@ import logging
 import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -27,7 +29,9 @@ from memos.dense_index import DenseIndex, IndexFileError, IndexIdentity
 from memos.embedder import Embedder, embed
 from memos.keyword import KeywordIndex
 from memos.models import Cube, Embedding, Item
+from memos.neighbourhood import CubeLayout, Placement
 from memos.records import SEARCHABLE_STATES
+from memos.search_keys import KeySource, keyword_key
 
 log = logging.getLogger(__name__)
 _SAVE_EVERY = 5000
@@ -49,16 +53,30 @@ class IndexManager:
         folder: where index files live (one per cube and embedder).
         kind: ``"flat"`` or ``"hnsw"``.
         hnsw_m: HNSW graph degree.
+        key_fields: what joins the text in keyword keys (see :mod:`memos.search_keys`).
+        stem: whether the keyword index matches word stems.
     """
 
-    def __init__(self, db: Database, embedder: Embedder, folder: Path, kind: str, hnsw_m: int):
+    def __init__(
+        self,
+        db: Database,
+        embedder: Embedder,
+        folder: Path,
+        kind: str,
+        hnsw_m: int,
+        key_fields: tuple[str, ...] = (),
+        stem: bool = False,
+    ):
         self.db = db
         self.embedder = embedder
         self.folder = folder
         self.kind = kind
         self.hnsw_m = hnsw_m
+        self.key_fields = key_fields
+        self.stem = stem
         self._indexes: dict[int, DenseIndex] = {}
         self._keyword: dict[int, KeywordIndex] = {}
+        self._layout: dict[int, CubeLayout] = {}
         self._hidden: dict[int, set[int]] = {}
         self._lock = threading.RLock()
 
@@ -87,23 +105,29 @@ class IndexManager:
             self.get(cube)
         return self._keyword[cube.pk]
 
+    def layout(self, cube: Cube) -> CubeLayout:
+        """The cube's sessions, speakers and event times as of the last :meth:`get`."""
+        if cube.pk not in self._layout:
+            self.get(cube)
+        return self._layout[cube.pk]
+
     def hidden(self, cube_pk: int) -> set[int]:
         """Indexed items of the cube in a state plain searches skip (archived, forgotten)."""
         return self._hidden.setdefault(cube_pk, set())
 
     def _build_keyword(self, cube_pk: int) -> KeywordIndex:
-        index = KeywordIndex()
+        index = KeywordIndex(stem=self.stem)
+        layout = self._layout[cube_pk] = CubeLayout()
         hidden = self.hidden(cube_pk)
         hidden.clear()
         with self.db.read() as session:
             index.revision = _revision(session, cube_pk)
-            rows = session.execute(
-                select(Item.pk, Item.text, Item.state).where(
-                    Item.cube_pk == cube_pk, Item.state != "deleted"
-                )
-            ).all()
-        index.upsert((int(pk), text) for pk, text, _ in rows)
-        hidden.update(int(pk) for pk, _, state in rows if state not in SEARCHABLE_STATES)
+            rows = _keyed_rows(
+                session, self.key_fields, Item.cube_pk == cube_pk, Item.state != "deleted"
+            )
+        index.upsert((row.pk, row.key) for row in rows)
+        layout.upsert((row.pk, row.placement) for row in rows)
+        hidden.update(row.pk for row in rows if row.state not in SEARCHABLE_STATES)
         return index
 
     def loaded(self, cube_pk: int) -> DenseIndex | None:
@@ -169,28 +193,30 @@ class IndexManager:
             revision = _revision(session, cube_pk)
             if revision == since:
                 return False
-            rows = session.execute(
-                select(Item.pk, Item.state, Item.text).where(
-                    Item.cube_pk == cube_pk, Item.change_seq > since
-                )
-            ).all()
-        gone = [pk for pk, state, _ in rows if state == "deleted"]
-        live = [(pk, text) for pk, state, text in rows if state != "deleted"]
+            rows = _keyed_rows(
+                session, self.key_fields, Item.cube_pk == cube_pk, Item.change_seq > since
+            )
+        gone = [row.pk for row in rows if row.state == "deleted"]
+        live = [row for row in rows if row.state != "deleted"]
         hidden = self.hidden(cube_pk)
-        for pk, state, _ in rows:
-            if state in SEARCHABLE_STATES or state == "deleted":
-                hidden.discard(pk)
+        for row in rows:
+            if row.state in SEARCHABLE_STATES or row.state == "deleted":
+                hidden.discard(row.pk)
             else:
-                hidden.add(pk)
+                hidden.add(row.pk)
         with index.lock:
             index.remove(gone)
-            self._load_vectors(index, [pk for pk, _ in live])
+            self._load_vectors(index, [row.pk for row in live])
             index.revision = max(index.revision, revision)
         if words is not None:
             with words.lock:
                 words.remove(gone)
-                words.upsert(live)
+                words.upsert((row.pk, row.key) for row in live)
                 words.revision = max(words.revision, revision)
+        layout = self._layout.get(cube_pk)
+        if layout is not None:
+            layout.remove(gone)
+            layout.upsert((row.pk, row.placement) for row in live)
         if index.unsaved >= _SAVE_EVERY:
             self.save(cube_pk)
         return True
@@ -240,17 +266,28 @@ class IndexManager:
             if index.revision == revision - 1:
                 index.revision = revision
         self.hidden(cube_pk).difference_update([*removals, *upserts])
+        rows: list[_KeyedRow] = []
+        if upserts:
+            with self.db.read() as session:
+                rows = _keyed_rows(session, self.key_fields, Item.pk.in_(list(upserts)))
         with words.lock:
             words.remove(removals)
-            words.upsert((pk, text) for pk, (text, _) in upserts.items())
+            words.upsert((row.pk, row.key) for row in rows)
             if words.revision == revision - 1:
                 words.revision = revision
+        layout = self._layout.get(cube_pk)
+        if layout is not None:
+            layout.remove(removals)
+            layout.upsert((row.pk, row.placement) for row in rows)
 
     def forget(self, cube_pk: int, pks: list[int]) -> None:
         """Drop items from the loaded indexes (found missing from the database)."""
         for index in (self._indexes.get(cube_pk), self._keyword.get(cube_pk)):
             if index is not None:
                 index.remove(pks)
+        layout = self._layout.get(cube_pk)
+        if layout is not None:
+            layout.remove(pks)
 
     def save(self, cube_pk: int) -> None:
         index = self._indexes.get(cube_pk)
@@ -297,6 +334,36 @@ def _embed_missing(
     fresh = dict(zip(hashes, vectors, strict=True))
     db.write(lambda session: store.save_vectors(session, embedder.fingerprint, fresh))
     return fresh
+
+
+@dataclass(frozen=True)
+class _KeyedRow:
+    pk: int
+    state: str
+    key: str
+    placement: Placement
+
+
+def _keyed_rows(session: Session, fields: tuple[str, ...], *where: Any) -> list[_KeyedRow]:
+    """Items matching ``where`` with their keyword key and placement."""
+    rows = session.execute(
+        select(
+            Item.pk,
+            Item.state,
+            Item.text,
+            Item.speaker,
+            Item.event_time,
+            Item.meta,
+            Item.session_id,
+        ).where(*where)
+    ).all()
+    out = []
+    for pk, state, text, speaker, event_time, meta, session_id in rows:
+        source = KeySource(text, speaker, event_time, meta)
+        group = session_id or (meta or {}).get("document_id")
+        placement = Placement(str(group) if group else None, speaker, event_time)
+        out.append(_KeyedRow(int(pk), state, keyword_key(source, fields), placement))
+    return out
 
 
 def _revision(session: Session, cube_pk: int) -> int:

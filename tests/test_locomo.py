@@ -20,7 +20,7 @@ def test_loader_keeps_speakers_dates_and_skips_category_5(tmp_path: Path) -> Non
     first = samples[0].messages[0]
     assert first["name"] == "Ana" and first["metadata"]["dia_id"] == "D1:1"
     assert first["timestamp"].year == 2023 and first["timestamp"].month == 5
-    assert "a beagle puppy" in samples[0].messages[2]["content"]
+    assert "a beagle puppy" in samples[0].messages[2]["metadata"]["image_caption"]
     assert samples[0].questions[2].evidence == {"D1:4", "D2:2"}
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from memos.errors import EvalDataError
+from memos.search_keys import IMAGE_CAPTION
 
 EXCLUDED_CATEGORIES = {5}
 _SESSION = re.compile(r"^session_(\d+)$")
@@ -93,15 +94,17 @@ def _messages(conversation: dict[str, Any], where: str) -> list[dict[str, Any]]:
             ):
                 raise EvalDataError(f"{where}: {key} has a turn without speaker, dia_id and text")
             text = str(turn["text"]).strip() or "(no text)"
+            metadata: dict[str, Any] = {"dia_id": str(turn["dia_id"]), "session": number}
             if turn.get("blip_caption"):
-                text += f" [shares a photo: {turn['blip_caption']}]"
+                metadata[IMAGE_CAPTION] = str(turn["blip_caption"])
             messages.append(
                 {
                     "role": speakers.get(turn["speaker"], "speaker"),
                     "name": str(turn["speaker"]),
                     "content": text,
                     "timestamp": when,
-                    "metadata": {"dia_id": str(turn["dia_id"]), "session": number},
+                    "session_id": f"session-{number}",
+                    "metadata": metadata,
                 }
             )
     return messages
