@@ -18,7 +18,7 @@ from memos.scheduler_policy import SchedulerPolicy
 INDEX_KINDS = ("flat", "hnsw")
 SEARCH_MODES = ("hybrid", "dense", "keyword")
 FUSIONS = ("zscore", "minmax", "rrf")
-KEY_FIELDS = ("speaker", "caption", "date")
+KEY_FIELDS = ("speaker", "caption", "date", "question")
 DEFAULT_EMBEDDER = "default"
 
 
@@ -50,8 +50,10 @@ class MemosConfig:
             scores standardized over the cube, then weighted), ``"minmax"``
             (scaled to 0..1 over the candidates) or ``"rrf"`` (ranks only).
         key_fields: what joins an item's text in its keyword key: the speaker's
-            name, a shared image's caption (metadata ``image_caption``) and the
-            date of ``event_time``. The text shown back is never changed.
+            name, a shared image's caption (metadata ``image_caption``), the
+            date of ``event_time`` and the question the item answers (the turn
+            before it in its session, when that asks one). The text shown back
+            is never changed.
         keyword_stemming: match word forms (Snowball English stemmer) in BM25.
         neighbour_weight: share of the best neighbouring score (same session,
             within ``neighbour_radius`` turns) added to an item's score; 0: off.
@@ -88,12 +90,12 @@ class MemosConfig:
     keyword_weight: float = 0.4
     rrf_k: int = 60
     fusion: str = "zscore"
-    key_fields: tuple[str, ...] = KEY_FIELDS
+    key_fields: tuple[str, ...] = ("speaker", "caption", "date")
     keyword_stemming: bool = True
-    neighbour_weight: float = 0.5
-    neighbour_radius: int = 2
-    speaker_weight: float = 0.5
-    time_weight: float = 0.5
+    neighbour_weight: float = 0.8
+    neighbour_radius: int = 3
+    speaker_weight: float = 1.0
+    time_weight: float = 1.0
     retention_weight: float = 0.1
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     recall_flush_s: float = 2.0

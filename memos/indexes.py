@@ -11,10 +11,11 @@ reconciled when their item set disagrees with the database (a purge).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from memos.keyword import KeywordIndex
 from memos.models import Cube, Embedding, Item
 from memos.neighbourhood import CubeLayout, Placement
 from memos.records import SEARCHABLE_STATES
-from memos.search_keys import KeySource, keyword_key
+from memos.search_keys import KeySource, asked_question, keyword_key
 
 log = logging.getLogger(__name__)
 _SAVE_EVERY = 5000
@@ -349,6 +350,7 @@ def _keyed_rows(session: Session, fields: tuple[str, ...], *where: Any) -> list[
     rows = session.execute(
         select(
             Item.pk,
+            Item.cube_pk,
             Item.state,
             Item.text,
             Item.speaker,
@@ -357,12 +359,37 @@ def _keyed_rows(session: Session, fields: tuple[str, ...], *where: Any) -> list[
             Item.session_id,
         ).where(*where)
     ).all()
+    asked = _questions_before(session, rows) if "question" in fields else {}
     out = []
-    for pk, state, text, speaker, event_time, meta, session_id in rows:
-        source = KeySource(text, speaker, event_time, meta)
+    for pk, _, state, text, speaker, event_time, meta, session_id in rows:
+        source = KeySource(text, speaker, event_time, meta, asked.get(int(pk)))
         group = session_id or (meta or {}).get("document_id")
         placement = Placement(str(group) if group else None, speaker, event_time)
         out.append(_KeyedRow(int(pk), state, keyword_key(source, fields), placement))
+    return out
+
+
+def _questions_before(session: Session, rows: Sequence[Any]) -> dict[int, str]:
+    """pk -> the text of the turn just before it in its session, where that turn asks
+    a question (the question this turn answers, see :mod:`memos.search_keys`)."""
+    sessions = {(cube_pk, sid) for _, cube_pk, *_, sid in rows if sid is not None}
+    if not sessions:
+        return {}
+    turns = session.execute(
+        select(Item.pk, Item.cube_pk, Item.session_id, Item.text, Item.speaker).where(
+            Item.cube_pk.in_({cube_pk for cube_pk, _ in sessions}),
+            Item.session_id.in_({sid for _, sid in sessions}),
+            Item.state != "deleted",
+        )
+    ).all()
+    by_session: dict[tuple[int, str | None], list[tuple[int, str, str | None]]] = {}
+    for pk, cube_pk, sid, text, speaker in sorted(turns):
+        by_session.setdefault((cube_pk, sid), []).append((int(pk), text, speaker))
+    out = {}
+    for turns_of in by_session.values():
+        for (_, text, speaker), (pk, _, _) in itertools.pairwise(turns_of):
+            if question := asked_question(text, speaker):
+                out[pk] = question
     return out
 
 

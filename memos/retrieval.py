@@ -148,9 +148,9 @@ class Retriever:
     ) -> list[SearchHit]:
         d_rank, k_rank = _ranks(dense), _ranks(lexical)
         cfg = self.config
-        if cfg.fusion != "rrf":
-            # Normalized scores are unbounded: scale so the best candidate scores 1.
-            top = max(fused.values(), default=1.0)
+        top = max(fused.values(), default=1.0)
+        if cfg.fusion != "rrf" or top > 1:
+            # Normalized and lifted scores are unbounded: the best candidate scores 1.
             scale = abs(top) if abs(top) > 1e-12 else 1.0
             fused = {pk: f / scale for pk, f in fused.items()}
         w = cfg.retention_weight

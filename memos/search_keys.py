@@ -8,7 +8,12 @@ keyword key is that text plus, per ``MemosConfig.key_fields``:
 - ``caption``: the caption of an image the message shared, from the item's
   metadata field ``image_caption``;
 - ``date``: the day of ``event_time`` written out (``"7 May 2023"``), so a query
-  naming a month or a year meets the items from then.
+  naming a month or a year meets the items from then;
+- ``question``: the question this item answers, taken as the turn just before it
+  in its session when that turn ends with a question mark (storing memories
+  under the questions they answer, as QA-memory models do, with no model). It
+  is read when the key is computed; editing the question later leaves the
+  answer's key as it was until the index is rebuilt.
 
 Keys are computed from stored fields whenever the keyword index is built or
 caught up, so changing ``key_fields`` needs no migration. The dense channel
@@ -36,6 +41,7 @@ class KeySource:
     speaker: str | None = None
     event_time: datetime | None = None
     metadata: Mapping[str, Any] | None = None
+    question: str | None = None
 
 
 def keyword_key(source: KeySource, fields: tuple[str, ...]) -> str:
@@ -50,4 +56,16 @@ def keyword_key(source: KeySource, fields: tuple[str, ...]) -> str:
     if "date" in fields and source.event_time is not None:
         when = source.event_time
         parts.append(f"({when.day} {when:%B %Y})")
+    if "question" in fields and source.question:
+        parts.append(f"[answers: {source.question}]")
     return " ".join(parts)
+
+
+def asked_question(text: str, speaker: str | None) -> str | None:
+    """``text`` without its ``"<speaker>: "`` prefix if it asks a question, else ``None``."""
+    body = text.strip()
+    if not body.endswith("?"):
+        return None
+    if speaker and body.startswith(f"{speaker}: "):
+        body = body[len(speaker) + 2 :]
+    return body
