@@ -90,7 +90,7 @@ class MemosConfig:
     keyword_weight: float = 0.4
     rrf_k: int = 60
     fusion: str = "zscore"
-    key_fields: tuple[str, ...] = ("speaker", "caption", "date")
+    key_fields: tuple[str, ...] = KEY_FIELDS
     keyword_stemming: bool = True
     neighbour_weight: float = 0.8
     neighbour_radius: int = 3

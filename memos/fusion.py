@@ -15,8 +15,10 @@ normalized score of its weakest returned candidate for the dense channel (a
 cosine below it is all we know), and of a BM25 score of 0 for the keyword
 channel (the query's words do not occur in it, or too little to rank).
 
-On the LoCoMo dev split, z-score fusion of MiniLM and BM25 reaches evidence
-recall@10 of 67.5 where reciprocal-rank fusion of the same lists gets 58.7.
+On the LoCoMo dev split, z-score fusion lifts evidence recall@10 of the plain
+pipeline from 54.0 to 62.2, and the full pipeline loses 14 points without it
+(smoothing and bonuses need scores, not ranks). Standardizing over the returned
+candidates only, instead of the whole cube, cost about 2 points in trials.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@
 Both are read from the query alone, by rules that know nothing of any data
 set. Bonuses are in the units of the fused score (standard deviations under
 z-score fusion). On the LoCoMo dev split the speaker bonus lifts evidence
-recall@10 by about 1 point (multi-hop questions by 2.5) and the time bonus by
-about 0.5.
+recall@10 of the full pipeline by 2.2 (R@1 by 5, multi-hop questions by 4);
+the time bonus adds 0.1 on top of the date in the keyword key.
 """
 
 from __future__ import annotations
