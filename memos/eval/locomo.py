@@ -5,8 +5,11 @@ A LoCoMo file is a JSON list of samples. Each sample has a ``conversation``
 ``session_<n>`` lists of turns ``{speaker, dia_id, text, blip_caption?}``) and
 ``qa``, a list of ``{question, answer, evidence: [dia_id, ...], category}``.
 Every sample is ingested into a fresh cube, one item per turn, through
-``Memos.add_messages``; each question is searched and recall@k is the share
-of its evidence turns among the top k. Category 5 (adversarial) is excluded.
+``Memos.add_messages`` (a turn's ``blip_caption`` goes to the metadata field
+``image_caption``, its session to ``session_id``); each question is searched and
+recall@k is the share of its evidence turns among the top k. MRR counts the
+first evidence turn within the deepest cut-off; nDCG@10 takes each evidence
+turn as relevant. Category 5 (adversarial) is excluded.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from memos.errors import EvalDataError
+from memos.plaintext.search_keys import IMAGE_CAPTION
 
 EXCLUDED_CATEGORIES = {5}
 _SESSION = re.compile(r"^session_(\d+)$")
@@ -93,15 +97,17 @@ def _messages(conversation: dict[str, Any], where: str) -> list[dict[str, Any]]:
             ):
                 raise EvalDataError(f"{where}: {key} has a turn without speaker, dia_id and text")
             text = str(turn["text"]).strip() or "(no text)"
+            metadata: dict[str, Any] = {"dia_id": str(turn["dia_id"]), "session": number}
             if turn.get("blip_caption"):
-                text += f" [shares a photo: {turn['blip_caption']}]"
+                metadata[IMAGE_CAPTION] = str(turn["blip_caption"])
             messages.append(
                 {
                     "role": speakers.get(turn["speaker"], "speaker"),
                     "name": str(turn["speaker"]),
                     "content": text,
                     "timestamp": when,
-                    "metadata": {"dia_id": str(turn["dia_id"]), "session": number},
+                    "session_id": f"session-{number}",
+                    "metadata": metadata,
                 }
             )
     return messages
@@ -142,31 +148,40 @@ def run_locomo(
     embedder: str | None = None,
     home: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
-    memos_factory: Callable[[Path], Any] | None = None,
+    memos_factory: Callable[..., Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    cube_prefix: str = "locomo",
 ) -> dict[str, Any]:
     """Ingest each sample into a fresh cube, search every question, report recall@k.
 
     Args:
         home: memory folder to use (default: a temporary one, removed after).
-        memos_factory: builds the ``Memos`` for a home (default: the real
-            embedder named by ``embedder``).
+            Runs sharing a home reuse its cached embeddings (give each its own
+            ``cube_prefix``).
+        memos_factory: builds the ``Memos`` for a home, called as
+            ``factory(home, **config)`` (default: the real embedder named by
+            ``embedder``).
+        config: ``MemosConfig`` fields to override.
     """
     samples = load_locomo(path)[:limit]
     ks = sorted(set(cutoffs))
     with tempfile.TemporaryDirectory(prefix="memos-locomo-") as scratch:
-        memos = (memos_factory or _default_factory(embedder))(Path(home or scratch))
+        build = memos_factory or _default_factory(embedder)
+        memos = build(Path(home or scratch), **dict(config or {}))
         try:
-            return _evaluate(memos, samples, ks, mode, str(path), progress)
+            result = _evaluate(memos, samples, ks, mode, str(path), progress, cube_prefix)
         finally:
             memos.close()
+    result["config"] = dict(config or {})
+    return result
 
 
-def _default_factory(embedder: str | None) -> Callable[[Path], Any]:
-    def build(home: Path) -> Any:
+def _default_factory(embedder: str | None) -> Callable[..., Any]:
+    def build(home: Path, **overrides: Any) -> Any:
         from memos.client import Memos
         from memos.config import MemosConfig
 
-        return Memos(MemosConfig(home=home, embedder=embedder or "default"))
+        return Memos(MemosConfig(home=home, embedder=embedder or "default", **overrides))
 
     return build
 
@@ -178,13 +193,14 @@ def _evaluate(
     mode: str,
     source: str,
     progress: Callable[[int, int], None] | None,
+    prefix: str,
 ) -> dict[str, Any]:
-    scores: list[tuple[int, dict[int, float]]] = []
+    scores: list[tuple[int, dict[str, float]]] = []
     latencies: list[float] = []
     ingest_s, ingested = 0.0, 0
     total = sum(len(s.questions) for s in samples)
     for number, sample in enumerate(samples):
-        cube = f"locomo-{number}-{re.sub(r'[^A-Za-z0-9_.-]', '_', sample.sample_id)[:60]}"
+        cube = f"{prefix}-{number}-{re.sub(r'[^A-Za-z0-9_.-]', '_', sample.sample_id)[:60]}"
         start = time.perf_counter()
         memos.add_messages(sample.messages, cube=cube)
         ingest_s += time.perf_counter() - start
@@ -194,18 +210,25 @@ def _evaluate(
             hits = memos.search(question.text, cube=cube, k=max(ks), mode=mode)
             latencies.append(time.perf_counter() - start)
             ranked = [hit.item.metadata.get("dia_id") for hit in hits]
-            scores.append((question.category, _recall(ranked, question.evidence, ks)))
+            scores.append((question.category, _measures(ranked, question.evidence, ks)))
             if progress:
                 progress(len(scores), total)
     return _report(scores, ks, samples, source, mode, ingested, ingest_s, latencies)
 
 
-def _recall(ranked: list[Any], evidence: frozenset[str], ks: list[int]) -> dict[int, float]:
-    return {k: len(evidence.intersection(ranked[:k])) / len(evidence) for k in ks}
+def _measures(ranked: list[Any], evidence: frozenset[str], ks: list[int]) -> dict[str, float]:
+    """recall@k for each k, reciprocal rank of the first evidence turn, nDCG@10."""
+    out = {f"recall@{k}": len(evidence.intersection(ranked[:k])) / len(evidence) for k in ks}
+    first = next((i for i, dia in enumerate(ranked[: max(ks)], 1) if dia in evidence), None)
+    out["mrr"] = 1 / first if first else 0.0
+    gains = sum(1 / np.log2(i + 1) for i, dia in enumerate(ranked[:10], 1) if dia in evidence)
+    ideal = sum(1 / np.log2(i + 1) for i in range(1, min(len(evidence), 10) + 1))
+    out["ndcg@10"] = float(gains / ideal)
+    return out
 
 
 def _report(
-    scores: list[tuple[int, dict[int, float]]],
+    scores: list[tuple[int, dict[str, float]]],
     ks: list[int],
     samples: list[Sample],
     source: str,
@@ -214,8 +237,10 @@ def _report(
     ingest_s: float,
     latencies: list[float],
 ) -> dict[str, Any]:
-    def summary(rows: list[dict[int, float]]) -> dict[str, float]:
-        return {f"recall@{k}": float(np.mean([r[k] for r in rows])) if rows else 0.0 for k in ks}
+    names = [*(f"recall@{k}" for k in ks), "mrr", "ndcg@10"]
+
+    def summary(rows: list[dict[str, float]]) -> dict[str, float]:
+        return {name: float(np.mean([r[name] for r in rows])) if rows else 0.0 for name in names}
 
     by_category = {
         str(c): {

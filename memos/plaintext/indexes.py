@@ -11,12 +11,14 @@ reconciled when their item set disagrees with the database (a purge).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
@@ -27,6 +29,8 @@ from memos.errors import IndexFileError, IndexRebuiltWarning
 from memos.plaintext.embedder import Embedder, embed
 from memos.plaintext.index_file import IndexIdentity, peek
 from memos.plaintext.keyword import KeywordIndex
+from memos.plaintext.neighbourhood import CubeLayout, Placement
+from memos.plaintext.search_keys import KeySource, asked_question, keyword_key
 from memos.records import SEARCHABLE_STATES, State
 from memos.store.db import Database
 from memos.store.models import Cube, Embedding, Item
@@ -50,16 +54,30 @@ class IndexManager:
         folder: where index files live (one per cube and embedder).
         kind: ``"flat"`` or ``"hnsw"``.
         hnsw_m: HNSW graph degree.
+        key_fields: what joins the text in keyword keys (see :mod:`memos.search_keys`).
+        stem: whether the keyword index matches word stems.
     """
 
-    def __init__(self, db: Database, embedder: Embedder, folder: Path, kind: str, hnsw_m: int):
+    def __init__(
+        self,
+        db: Database,
+        embedder: Embedder,
+        folder: Path,
+        kind: str,
+        hnsw_m: int,
+        key_fields: tuple[str, ...] = (),
+        stem: bool = False,
+    ):
         self.db = db
         self.embedder = embedder
         self.folder = folder
         self.kind = kind
         self.hnsw_m = hnsw_m
+        self.key_fields = key_fields
+        self.stem = stem
         self._indexes: dict[int, DenseIndex] = {}
         self._keyword: dict[int, KeywordIndex] = {}
+        self._layout: dict[int, CubeLayout] = {}
         self._hidden: dict[int, set[int]] = {}
         self._lock = threading.RLock()
 
@@ -88,23 +106,29 @@ class IndexManager:
             self.get(cube)
         return self._keyword[cube.pk]
 
+    def layout(self, cube: Cube) -> CubeLayout:
+        """The cube's sessions, speakers and event times as of the last :meth:`get`."""
+        if cube.pk not in self._layout:
+            self.get(cube)
+        return self._layout[cube.pk]
+
     def hidden(self, cube_pk: int) -> set[int]:
         """Indexed items of the cube in a state plain searches skip (archived, forgotten)."""
         return self._hidden.setdefault(cube_pk, set())
 
     def _build_keyword(self, cube_pk: int) -> KeywordIndex:
-        index = KeywordIndex()
+        index = KeywordIndex(stem=self.stem)
+        layout = self._layout[cube_pk] = CubeLayout()
         hidden = self.hidden(cube_pk)
         hidden.clear()
         with self.db.read() as session:
             index.revision = _revision(session, cube_pk)
-            rows = session.execute(
-                select(Item.pk, Item.text, Item.state).where(
-                    Item.cube_pk == cube_pk, Item.state != State.DELETED
-                )
-            ).all()
-        index.upsert((int(pk), text) for pk, text, _ in rows)
-        hidden.update(int(pk) for pk, _, state in rows if state not in SEARCHABLE_STATES)
+            rows = _keyed_rows(
+                session, self.key_fields, Item.cube_pk == cube_pk, Item.state != State.DELETED
+            )
+        index.upsert((row.pk, row.key) for row in rows)
+        layout.upsert((row.pk, row.placement) for row in rows)
+        hidden.update(row.pk for row in rows if row.state not in SEARCHABLE_STATES)
         return index
 
     def figures(self, cube: Cube) -> tuple[int, int]:
@@ -190,28 +214,30 @@ class IndexManager:
             revision = _revision(session, cube_pk)
             if revision == since:
                 return False
-            rows = session.execute(
-                select(Item.pk, Item.state, Item.text).where(
-                    Item.cube_pk == cube_pk, Item.change_seq > since
-                )
-            ).all()
-        gone = [pk for pk, state, _ in rows if state == State.DELETED]
-        live = [(pk, text) for pk, state, text in rows if state != State.DELETED]
+            rows = _keyed_rows(
+                session, self.key_fields, Item.cube_pk == cube_pk, Item.change_seq > since
+            )
+        gone = [row.pk for row in rows if row.state == State.DELETED]
+        live = [row for row in rows if row.state != State.DELETED]
         hidden = self.hidden(cube_pk)
-        for pk, state, _ in rows:
-            if state in SEARCHABLE_STATES or state == State.DELETED:
-                hidden.discard(pk)
+        for row in rows:
+            if row.state in SEARCHABLE_STATES or row.state == State.DELETED:
+                hidden.discard(row.pk)
             else:
-                hidden.add(pk)
+                hidden.add(row.pk)
         with index.lock:
             index.remove(gone)
-            self._load_vectors(index, [pk for pk, _ in live])
+            self._load_vectors(index, [row.pk for row in live])
             index.revision = max(index.revision, revision)
         if words is not None:
             with words.lock:
                 words.remove(gone)
-                words.upsert(live)
+                words.upsert((row.pk, row.key) for row in live)
                 words.revision = max(words.revision, revision)
+        layout = self._layout.get(cube_pk)
+        if layout is not None:
+            layout.remove(gone)
+            layout.upsert((row.pk, row.placement) for row in live)
         if index.unsaved >= _SAVE_EVERY:
             self.save(cube_pk)
         return True
@@ -261,11 +287,19 @@ class IndexManager:
             if index.revision == revision - 1:
                 index.revision = revision
         self.hidden(cube_pk).difference_update([*removals, *upserts])
+        rows: list[_KeyedRow] = []
+        if upserts:
+            with self.db.read() as session:
+                rows = _keyed_rows(session, self.key_fields, Item.pk.in_(list(upserts)))
         with words.lock:
             words.remove(removals)
-            words.upsert((pk, text) for pk, (text, _) in upserts.items())
+            words.upsert((row.pk, row.key) for row in rows)
             if words.revision == revision - 1:
                 words.revision = revision
+        layout = self._layout.get(cube_pk)
+        if layout is not None:
+            layout.remove(removals)
+            layout.upsert((row.pk, row.placement) for row in rows)
 
     def erase(self, cube: Cube, pks: list[int]) -> None:
         """Remove purged items for good: from the loaded indexes and from the cube's
@@ -287,6 +321,9 @@ class IndexManager:
         for index in (self._indexes.get(cube_pk), self._keyword.get(cube_pk)):
             if index is not None:
                 index.remove(pks)
+        layout = self._layout.get(cube_pk)
+        if layout is not None:
+            layout.remove(pks)
 
     def save(self, cube_pk: int) -> None:
         """Write a loaded index to its file, without items purged meanwhile."""
@@ -344,6 +381,62 @@ def _embed_missing(
     fresh = dict(zip(hashes, vectors, strict=True))
     db.write(lambda session: store.save_vectors(session, embedder.fingerprint, fresh))
     return fresh
+
+
+@dataclass(frozen=True)
+class _KeyedRow:
+    pk: int
+    state: str
+    key: str
+    placement: Placement
+
+
+def _keyed_rows(session: Session, fields: tuple[str, ...], *where: Any) -> list[_KeyedRow]:
+    """Items matching ``where`` with their keyword key and placement."""
+    rows = session.execute(
+        select(
+            Item.pk,
+            Item.cube_pk,
+            Item.state,
+            Item.text,
+            Item.speaker,
+            Item.event_time,
+            Item.meta,
+            Item.session_id,
+        ).where(*where)
+    ).all()
+    asked = _questions_before(session, rows) if "question" in fields else {}
+    out = []
+    for pk, _, state, text, speaker, event_time, meta, session_id in rows:
+        source = KeySource(text, speaker, event_time, meta, asked.get(int(pk)))
+        group = session_id or (meta or {}).get("document_id")
+        placement = Placement(str(group) if group else None, speaker, event_time)
+        out.append(_KeyedRow(int(pk), state, keyword_key(source, fields), placement))
+    return out
+
+
+def _questions_before(session: Session, rows: Sequence[Any]) -> dict[int, str]:
+    """pk -> the text of the turn just before it in its session, where that turn asks
+    a question (the question this turn answers, see :mod:`memos.search_keys`)."""
+    sessions = {(cube_pk, sid) for _, cube_pk, *_, sid in rows if sid is not None}
+    if not sessions:
+        return {}
+    turns = session.execute(
+        select(Item.pk, Item.cube_pk, Item.session_id, Item.text, Item.speaker).where(
+            Item.cube_pk.in_({cube_pk for cube_pk, _ in sessions}),
+            Item.session_id.in_({sid for _, sid in sessions}),
+            Item.state != State.DELETED,
+        )
+    ).all()
+    by_session: dict[tuple[int, str | None], list[tuple[int, str, str | None]]] = {}
+    for pk, cube_pk, sid, text, speaker in sorted(turns):
+        by_session.setdefault((cube_pk, sid), []).append((int(pk), text, speaker))
+    out = {}
+    for turns_of in by_session.values():
+        for (_, text, speaker), (pk, _, _) in itertools.pairwise(turns_of):
+            if question := asked_question(text, speaker):
+                out[pk] = question
+    return out
 
 
 def _revision(session: Session, cube_pk: int) -> int:

@@ -144,7 +144,9 @@ def from_messages(
     """One item per chat turn, keeping speaker, role and time.
 
     Each message is a dict with ``role`` and ``content`` and optionally
-    ``name`` (the speaker), ``timestamp`` and ``metadata``. With
+    ``name`` (the speaker), ``timestamp``, ``session_id`` (consecutive turns of
+    one session are each other's neighbours in search) and ``metadata`` (an
+    ``image_caption`` there is searchable, see :mod:`memos.plaintext.search_keys`). With
     ``prefix_speaker`` the stored text reads ``"<speaker>: <content>"``.
     """
     if isinstance(messages, str | bytes | Mapping):
@@ -165,7 +167,9 @@ def _message_item(
         raise InvalidInputError(
             f"expected a dict with role and content, got {type(message).__name__}"
         )
-    unknown = sorted(set(message) - {"role", "content", "name", "timestamp", "metadata"})
+    unknown = sorted(
+        set(message) - {"role", "content", "name", "timestamp", "metadata", "session_id"}
+    )
     if unknown:
         raise InvalidInputError(f"unknown message field(s) {unknown}")
     role, content = message.get("role"), message.get("content")
@@ -185,6 +189,7 @@ def _message_item(
             "speaker": speaker,
             "role": role,
             "event_time": message.get("timestamp", defaults.get("event_time")),
+            "session_id": message.get("session_id", defaults.get("session_id")),
         },
     )
 

@@ -1,10 +1,19 @@
-"""Hybrid search: dense and keyword channels, fused by reciprocal rank.
+"""Hybrid search: dense and keyword channels, fused on normalized scores.
 
-One search catches the cube's indexes up with the database, asks the BM25
-keyword index and FAISS (for the query's embedding) for their best items among
-those the filter allows, keeps the candidates the filter passes, fuses their
-ranks, blends in each candidate's retention (read from a light query of its
-figures) and reads only the top ``k`` items from the database.
+One search, in order:
+
+1. catches the cube's indexes up with the database;
+2. asks FAISS (for the query's embedding) and the BM25 index of keyword keys
+   (:mod:`memos.plaintext.search_keys`) for their best ``candidates`` /
+   ``keyword_candidates`` items among those the filter allows, each with the
+   mean and spread of the query's score over the cube;
+3. fuses them (:mod:`memos.plaintext.fusion`: z-score by default, or reciprocal rank);
+4. lifts each candidate by its best neighbour in the same session and brings
+   those neighbours in (:mod:`memos.plaintext.neighbourhood`);
+5. adds the bonuses the query's named speaker and period earn
+   (:mod:`memos.plaintext.query_hints`);
+6. blends in each candidate's retention (read from a light query of its
+   figures) and reads only the top ``k`` items from the database.
 """
 
 from __future__ import annotations
@@ -23,10 +32,14 @@ from memos.errors import InvalidInputError
 from memos.lifecycle.retention import Figures, RetentionPolicy
 from memos.plaintext.embedder import embed
 from memos.plaintext.filters import SearchFilter
+from memos.plaintext.fusion import Channel, combine, normalize
+from memos.plaintext.neighbourhood import CubeLayout, smooth
+from memos.plaintext.query_hints import named_period, named_speaker
 from memos.records import MemoryRecord, ScoreParts, SearchHit
 from memos.store.models import Cube, Item
 
 if TYPE_CHECKING:
+    from memos.config import MemosConfig
     from memos.core import Core
 
 MAX_K = 1000
@@ -53,28 +66,70 @@ class Retriever:
             raise InvalidInputError(f"mode={mode!r}; allowed: {', '.join(SEARCH_MODES)}")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise InvalidInputError(f"k={k!r}; allowed: an integer from 1 to {MAX_K}")
-        want = max(self.core.config.candidates, k)
-        index = self.core.indexes.get(cube, cube.revision)  # catches up both channels
+        cfg = self.core.config
+        want_d, want_k = max(cfg.candidates, k), max(cfg.keyword_candidates, k)
+        index = self.core.indexes.get(cube, cube.revision)  # catches up every derived index
         if flt == SearchFilter():
             # The plain filter: only archived and forgotten items are excluded,
             # and the index manager knows which those are. Over-fetch, then drop.
-            fetch, allowed, hidden = (
-                want + len(self.core.indexes.hidden(cube.pk)),
-                None,
-                self.core.indexes.hidden(cube.pk),
-            )
+            hidden = self.core.indexes.hidden(cube.pk)
+            extra, allowed = len(hidden), None
         else:
-            fetch, allowed, hidden = want, self._filtered(cube, flt), set()
-        lexical = (
-            self.core.indexes.keyword(cube).search(query, fetch, allowed) if mode != "dense" else []
-        )
+            extra, allowed, hidden = 0, self._filtered(cube, flt), set()
+        lexical: list[tuple[int, float]] = []
+        k_stats = d_stats = (0.0, 0.0)
+        if mode != "dense":
+            lexical, k_stats = self.core.indexes.keyword(cube).search_with_stats(
+                query, want_k + extra, allowed
+            )
         dense: list[tuple[int, float]] = []
         if mode != "keyword":
             vector = embed(self.core.embedder, [query])[0]  # [dim]
-            dense = index.search(vector, fetch, allowed)
-        dense = [(pk, s) for pk, s in dense if pk not in hidden][:want]
-        lexical = [(pk, s) for pk, s in lexical if pk not in hidden][:want]
-        return self._fuse(cube, dense, lexical, k, now)
+            dense = index.search(vector, want_d + extra, allowed)
+            if cfg.fusion == "zscore":
+                d_stats = index.score_stats(vector)
+        dense = [(pk, s) for pk, s in dense if pk not in hidden][:want_d]
+        lexical = [(pk, s) for pk, s in lexical if pk not in hidden][:want_k]
+        if cfg.fusion == "rrf":
+            fused, floor = _rrf(dense, lexical, cfg), 0.0
+        else:
+            channels: list[tuple[Channel, float]] = []
+            if mode != "keyword":
+                channels.append((normalize(dense, d_stats, cfg.fusion, None), cfg.dense_weight))
+            if mode != "dense":
+                kw = normalize(lexical, k_stats, cfg.fusion, 0.0)
+                channels.append((kw, cfg.keyword_weight if mode == "hybrid" else 1.0))
+            fused, floor = combine(channels)
+
+        def visible(pk: int) -> bool:
+            return pk not in hidden and (allowed is None or pk in allowed)
+
+        layout = self.core.indexes.layout(cube)
+        fused = smooth(fused, floor, layout, cfg.neighbour_weight, cfg.neighbour_radius, visible)
+        fused = self._hinted(fused, layout, query, now)
+        return self._fuse(cube, fused, dense, lexical, k, now)
+
+    def _hinted(
+        self, fused: dict[int, float], layout: CubeLayout, query: str, now: datetime
+    ) -> dict[int, float]:
+        """Add the bonuses of the speaker and the period the query names."""
+        cfg = self.core.config
+        speaker = named_speaker(query, layout.speakers()) if cfg.speaker_weight else None
+        period = named_period(query, now) if cfg.time_weight else None
+        if speaker is None and period is None:
+            return fused
+        out = {}
+        for pk, score in fused.items():
+            placement = layout.get(pk)
+            if placement is not None:
+                said = placement.speaker
+                if speaker is not None and said and said.lower() == speaker:
+                    score += cfg.speaker_weight
+                when = placement.event_time
+                if period is not None and when is not None and period.contains(when):
+                    score += cfg.time_weight
+            out[pk] = score
+        return out
 
     def _filtered(self, cube: Cube, flt: SearchFilter) -> set[int]:
         with self.core.db.read() as session:
@@ -83,6 +138,7 @@ class Retriever:
     def _fuse(
         self,
         cube: Cube,
+        fused: dict[int, float],
         dense: list[tuple[int, float]],
         lexical: list[tuple[int, float]],
         k: int,
@@ -90,15 +146,11 @@ class Retriever:
     ) -> list[SearchHit]:
         d_rank, k_rank = _ranks(dense), _ranks(lexical)
         cfg = self.core.config
-        w_d, w_k = cfg.dense_weight, cfg.keyword_weight
-        best = (w_d * bool(dense) + w_k * bool(lexical)) / (cfg.rrf_k + 1) or 1.0
-        fused: dict[int, float] = {}
-        for pk in dict.fromkeys([*d_rank, *k_rank]):
-            dr, kr = d_rank.get(pk, (None, 0.0))[0], k_rank.get(pk, (None, 0.0))[0]
-            score = (w_d / (cfg.rrf_k + dr) if dr else 0.0) + (
-                w_k / (cfg.rrf_k + kr) if kr else 0.0
-            )
-            fused[pk] = score / best
+        top = max(fused.values(), default=1.0)
+        if cfg.fusion != "rrf" or top > 1:
+            # Normalized and lifted scores are unbounded: the best candidate scores 1.
+            scale = abs(top) if abs(top) > 1e-12 else 1.0
+            fused = {pk: f / scale for pk, f in fused.items()}
         w = cfg.retention_weight
         key = {pk: -d_rank.get(pk, (0, -1.0))[1] for pk in fused}
         if w:
@@ -136,6 +188,21 @@ class Retriever:
         if gone:
             self.core.indexes.forget(cube.pk, gone)
         return records
+
+
+def _rrf(
+    dense: list[tuple[int, float]], lexical: list[tuple[int, float]], cfg: MemosConfig
+) -> dict[int, float]:
+    """Weighted reciprocal-rank fusion, scaled so a first place in every channel scores 1."""
+    d_rank, k_rank = _ranks(dense), _ranks(lexical)
+    w_d, w_k = cfg.dense_weight, cfg.keyword_weight
+    best = (w_d * bool(dense) + w_k * bool(lexical)) / (cfg.rrf_k + 1) or 1.0
+    fused: dict[int, float] = {}
+    for pk in dict.fromkeys([*d_rank, *k_rank]):
+        dr, kr = d_rank.get(pk, (None, 0.0))[0], k_rank.get(pk, (None, 0.0))[0]
+        score = (w_d / (cfg.rrf_k + dr) if dr else 0.0) + (w_k / (cfg.rrf_k + kr) if kr else 0.0)
+        fused[pk] = score / best
+    return fused
 
 
 def _contenders(fused: dict[int, float], k: int, w: float) -> list[int]:
