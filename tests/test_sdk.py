@@ -121,3 +121,13 @@ def test_export_then_import_into_another_cube(sdk: Any) -> None:
     assert [v.version for v in sdk.history(first.id)] == [1, 2]
     copied = sdk.import_jsonl(io.StringIO(out.getvalue()), cube="copy")
     assert copied.cubes == ["copy"] and copied.skipped == 2
+
+
+def test_export_keeps_texts_with_line_separators_inside(sdk: Any) -> None:
+    odd = "first\u2028second\x0cthird\x1cfourth\u0085fifth"
+    sdk.add(odd, cube="odd")
+    out = io.StringIO()
+    assert sdk.export_jsonl(out, cube="odd") == 1
+    sdk.purge(sdk.list(cube="odd")[0].id)
+    assert sdk.import_jsonl(io.StringIO(out.getvalue())).imported == 1
+    assert [r.text for r in sdk.list(cube="odd")] == [odd]

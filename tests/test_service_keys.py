@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -85,4 +86,18 @@ def test_tenants_have_their_own_cube_names_and_local_is_the_embedded_sdk(
     assert tenants == {"notes": "local", "acme/notes": "acme"}
     local = TenantMemos(mem, "local")
     assert local.search("fact", cube="notes")[0].item.text == "embedded fact"
+    mem.close()
+
+
+def test_export_streams_and_a_reader_that_stops_early_stops_the_writer(tmp_path: Path) -> None:
+    mem = open_memos(tmp_path / "h")
+    view = TenantMemos(mem, "acme")
+    view.add_many([f"fact number {i}" for i in range(600)], cube="big")  # more than the queue
+    lines = view.export_lines("big")
+    assert json.loads(next(lines))["cubes"] == ["big"]
+    assert json.loads(next(lines))["cube"] == "big"
+    lines.close()
+    assert not any(t.name == "memos-export" and t.is_alive() for t in threading.enumerate())
+    exported = list(view.export_lines("big"))
+    assert len(exported) == 601 and all(json.loads(line)["cube"] == "big" for line in exported[1:])
     mem.close()

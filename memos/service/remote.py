@@ -268,9 +268,16 @@ class RemoteMemos:
             if response.status_code >= 400:
                 response.read()
                 raise error_from(response)
-            for line in response.iter_lines():
-                if line:
-                    yield line + "\n"
+            # split on b"\n" only: httpx's iter_lines() also splits on U+2028
+            # and form feeds, which JSON leaves unescaped inside strings
+            pending = b""
+            for chunk in response.iter_bytes():
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    if line:
+                        yield line.decode("utf-8") + "\n"
+            if pending:
+                yield pending.decode("utf-8") + "\n"
 
     def export_jsonl(self, out: str | Path | IO[str], *, cube: str | None = None) -> int:
         """Write the export to ``out`` (a path or a text stream); returns the item count."""

@@ -17,17 +17,22 @@ from a request field.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
+import io
 import json
+import queue
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 from sqlalchemy import select
 
 from memos import store
 from memos.client import Memos
 from memos.errors import (
+    ImportFormatError,
     InvalidInputError,
     UnknownAdapterError,
     UnknownItemError,
@@ -58,6 +63,63 @@ Filter = SearchFilter | Mapping[str, Any] | None
 def _public(value: R) -> R:
     """``value`` (a record with a ``cube`` field) naming its cube as its tenant sees it."""
     return dataclasses.replace(value, cube=split_name(value.cube)[1])  # type: ignore[type-var,attr-defined]
+
+
+class _LineSink(io.TextIOBase):
+    """A text stream whose writes go to a bounded queue, for a reader in another thread."""
+
+    def __init__(self, lines: queue.Queue[object], cancelled: threading.Event) -> None:
+        self.lines = lines
+        self.cancelled = cancelled
+
+    def write(self, text: str) -> int:
+        self.put(text)
+        return len(text)
+
+    def put(self, item: object) -> None:
+        while not self.cancelled.is_set():
+            try:
+                self.lines.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise InterruptedError("export cancelled: the reader went away")
+
+
+def _streamed_export(mem: Memos, cube: str) -> Iterator[str]:
+    """``mem.export_jsonl(cube=cube)`` line by line, written by a helper thread into
+    a bounded queue (the reader closing the iterator stops the writer)."""
+    lines: queue.Queue[object] = queue.Queue(maxsize=256)
+    cancelled = threading.Event()
+    done = object()
+
+    sink = _LineSink(lines, cancelled)
+
+    def produce() -> None:
+        try:
+            mem.export_jsonl(cast(IO[str], sink), cube=cube)
+            sink.put(done)
+        except InterruptedError:
+            pass
+        except Exception as exc:  # handed to the reader, raised there
+            with contextlib.suppress(InterruptedError):
+                sink.put(exc)
+
+    writer = threading.Thread(target=produce, name="memos-export", daemon=True)
+    writer.start()
+    try:
+        while True:
+            item = lines.get()
+            if item is done:
+                return
+            if isinstance(item, Exception):
+                raise item
+            # only "\n" ends a line: str.splitlines() would also split inside a
+            # text holding U+2028 or a form feed (found by the schema fuzzer)
+            yield from str(item).rstrip("\n").split("\n")
+    finally:
+        cancelled.set()
+        writer.join(timeout=5)
 
 
 class TenantMemos:
@@ -231,18 +293,17 @@ class TenantMemos:
     # -- export and import -----------------------------------------------------------
 
     def export_lines(self, cube: str | None = None) -> Iterator[str]:
-        """The tenant's items (one cube, or all) as export JSON lines, header first."""
-        import io
-
+        """The tenant's items (one cube, or all) as export JSON lines, header first
+        (streamed: memory stays bounded whatever the cube's size)."""
         names = [cube] if cube is not None else self.cubes()
         stored = [self.stored(name) for name in names]
         for name in stored:
             self.mem.core.cube(name)  # an unknown cube is an error before anything is sent
         yield json.dumps({"memos_export": 1, "cubes": names}) + "\n"
         for name in stored:
-            buffer = io.StringIO()
-            self.mem.export_jsonl(buffer, cube=name)
-            for line in buffer.getvalue().splitlines()[1:]:
+            lines = _streamed_export(self.mem, name)
+            next(lines)  # the cube's own header
+            for line in lines:
                 data = json.loads(line)
                 data["cube"] = split_name(data["cube"])[1]
                 yield json.dumps(data, ensure_ascii=False) + "\n"
@@ -257,8 +318,6 @@ class TenantMemos:
     def import_jsonl(self, source: IO[str], *, cube: str | None = None) -> ImportReport:
         """Import an export into the tenant's cubes (the names in the file are the
         tenant's; ``cube`` puts everything into one)."""
-        import io
-
         lines = []
         for number, line in enumerate(source, 1):
             if not line.strip():
@@ -266,8 +325,6 @@ class TenantMemos:
             try:
                 data = json.loads(line)
             except json.JSONDecodeError:
-                from memos.errors import ImportFormatError
-
                 raise ImportFormatError(f"line {number}: not JSON") from None
             if isinstance(data, dict) and isinstance(data.get("cube"), str):
                 data["cube"] = self.stored(cube if cube is not None else data["cube"])

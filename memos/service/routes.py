@@ -1,0 +1,282 @@
+"""The ``/v1`` routes: the SDK's calls over a tenant's view of one store.
+
+Routes are plain ``def`` (they run in the threadpool; the store is
+thread-safe) and each takes its caller from :mod:`memos.service.callers`, so
+reads need ``read``, changes ``write``, purge, import and the scheduler
+``admin``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from memos.errors import ImportFormatError
+from memos.lifecycle.decay import StateChange
+from memos.records import (
+    ContextBlock,
+    CubeStats,
+    ImportReport,
+    MemoryRecord,
+    MemoryVersion,
+    SearchHit,
+)
+from memos.scheduler.jobs import JobInfo
+from memos.service import http_errors
+from memos.service.callers import Admin, CubeName, Reader, Writer, state_of
+from memos.service.schemas import (
+    CUBE_NAME,
+    AddIn,
+    AddManyIn,
+    ContextIn,
+    CubeIn,
+    CubeList,
+    DecayIn,
+    DocumentIn,
+    ErrorOut,
+    FilterIn,
+    MarkUsedIn,
+    MessagesIn,
+    RunQueued,
+    SearchIn,
+    UpdateIn,
+)
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in http_errors.DOCUMENTED
+}
+v1 = APIRouter(prefix="/v1", responses=_ERRORS)
+
+
+# -- cubes -------------------------------------------------------------------------
+
+
+@v1.get("/cubes", response_model=CubeList)
+def list_cubes(who: Reader) -> CubeList:
+    return CubeList(cubes=who.memos.cubes())
+
+
+@v1.post("/cubes", response_model=CubeList, status_code=201)
+def create_cube(body: CubeIn, who: Writer) -> CubeList:
+    who.memos.create_cube(body.name)
+    return CubeList(cubes=who.memos.cubes())
+
+
+@v1.get("/cubes/{cube}/stats", response_model=CubeStats)
+def cube_stats(cube: CubeName, who: Reader) -> CubeStats:
+    return who.memos.stats(cube)
+
+
+# -- adding ------------------------------------------------------------------------
+
+
+@v1.post("/cubes/{cube}/items", response_model=MemoryRecord, status_code=201)
+def add_item(cube: CubeName, body: AddIn, who: Writer) -> MemoryRecord:
+    fields = body.fields()
+    return who.memos.add(fields.pop("text"), cube=cube, **fields)
+
+
+@v1.post("/cubes/{cube}/items/batch", response_model=list[MemoryRecord], status_code=201)
+def add_items(cube: CubeName, body: AddManyIn, who: Writer) -> list[MemoryRecord]:
+    return who.memos.add_many([entry.fields() for entry in body.items], cube=cube)
+
+
+@v1.post("/cubes/{cube}/messages", response_model=list[MemoryRecord], status_code=201)
+def add_messages(cube: CubeName, body: MessagesIn, who: Writer) -> list[MemoryRecord]:
+    defaults = body.defaults.fields() if body.defaults else {}
+    return who.memos.add_messages(
+        [m.model_dump(exclude_none=True) for m in body.messages],
+        cube=cube,
+        prefix_speaker=body.prefix_speaker,
+        **defaults,
+    )
+
+
+@v1.post("/cubes/{cube}/documents", response_model=list[MemoryRecord], status_code=201)
+def add_document(cube: CubeName, body: DocumentIn, who: Writer) -> list[MemoryRecord]:
+    fields = body.fields()
+    return who.memos.add_document(fields.pop("text"), cube=cube, **fields)
+
+
+# -- reading -----------------------------------------------------------------------
+
+
+@v1.get("/cubes/{cube}/items", response_model=list[MemoryRecord])
+def list_items(
+    cube: CubeName,
+    who: Reader,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    tag: Annotated[list[str] | None, Query()] = None,
+    state: Annotated[list[str] | None, Query()] = None,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    session_id: str | None = None,
+    speaker: str | None = None,
+    role: str | None = None,
+) -> list[MemoryRecord]:
+    flt = FilterIn(
+        tags=tag,
+        states=state,
+        user_id=user_id,
+        agent_id=agent_id,
+        session_id=session_id,
+        speaker=speaker,
+        role=role,
+    )
+    return who.memos.list(cube=cube, filter=flt.to_filter(), limit=limit, offset=offset)
+
+
+@v1.post("/cubes/{cube}/search", response_model=list[SearchHit])
+def search(cube: CubeName, body: SearchIn, who: Reader) -> list[SearchHit]:
+    flt = body.filter.to_filter() if body.filter else None
+    return who.memos.search(body.query, cube=cube, k=body.k, filter=flt, mode=body.mode)
+
+
+@v1.post("/cubes/{cube}/context", response_model=ContextBlock)
+def context(cube: CubeName, body: ContextIn, who: Reader) -> ContextBlock:
+    flt = body.filter.to_filter() if body.filter else None
+    return who.memos.context(
+        body.query, budget_tokens=body.budget_tokens, cube=cube, k=body.k, filter=flt
+    )
+
+
+@v1.get("/items/{item_id}", response_model=MemoryRecord)
+def get_item(item_id: str, who: Reader) -> MemoryRecord:
+    return who.memos.get(item_id)
+
+
+@v1.get("/items/{item_id}/history", response_model=list[MemoryVersion])
+def item_history(item_id: str, who: Reader) -> list[MemoryVersion]:
+    return who.memos.history(item_id)
+
+
+@v1.post("/recalls", status_code=204)
+def mark_used(body: MarkUsedIn, who: Reader) -> None:
+    who.memos.mark_used(body.ids)
+
+
+# -- changing ----------------------------------------------------------------------
+
+
+@v1.patch("/items/{item_id}", response_model=MemoryRecord)
+def update_item(item_id: str, body: UpdateIn, who: Writer) -> MemoryRecord:
+    fields = body.fields()
+    text = fields.pop("text", None)
+    return who.memos.update(item_id, text, **fields)
+
+
+@v1.delete("/items/{item_id}", response_model=MemoryRecord)
+def delete_item(item_id: str, who: Writer, reason: str = "user") -> MemoryRecord:
+    return who.memos.delete(item_id, reason)
+
+
+@v1.post("/items/{item_id}/restore", response_model=MemoryRecord)
+def restore_item(item_id: str, who: Writer) -> MemoryRecord:
+    return who.memos.restore(item_id)
+
+
+@v1.post("/items/{item_id}/purge", status_code=204)
+def purge_item(item_id: str, who: Admin, reason: str = "user") -> None:
+    who.memos.purge(item_id, reason)
+
+
+@v1.post("/cubes/{cube}/decay", response_model=list[StateChange])
+def decay(cube: CubeName, body: DecayIn, who: Writer) -> list[StateChange]:
+    return who.memos.decay(cube=cube, dry_run=body.dry_run)
+
+
+# -- export and import -------------------------------------------------------------
+
+
+@v1.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}},
+)
+def export_items(
+    who: Reader, cube: Annotated[str | None, Query(pattern=CUBE_NAME)] = None
+) -> StreamingResponse:
+    """The caller's items (one cube, or all) as JSON lines, header first, streamed."""
+    lines = who.memos.export_lines(cube)
+    first = next(lines)  # an unknown cube fails here, before the 200 is sent
+    return StreamingResponse(_chain(first, lines), media_type="application/x-ndjson")
+
+
+def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+_NDJSON_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@v1.post("/import", response_model=ImportReport, openapi_extra=_NDJSON_BODY)
+async def import_items(
+    request: Request, who: Admin, cube: Annotated[str | None, Query(pattern=CUBE_NAME)] = None
+) -> ImportReport:
+    """Import an export (JSON lines) into the caller's cubes; existing ids are skipped."""
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ImportFormatError("the import body is not UTF-8") from None
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(who.memos.import_jsonl, io.StringIO(text), cube=cube)
+
+
+# -- scheduler and jobs ------------------------------------------------------------
+
+
+@v1.post("/cubes/{cube}/scheduler/plan", response_model=dict[str, Any])
+def scheduler_plan(cube: CubeName, who: Admin) -> dict[str, Any]:
+    """What a scheduler run on the cube would do now (nothing is written)."""
+    return who.memos.plan(cube)
+
+
+@v1.post("/cubes/{cube}/scheduler/run", response_model=RunQueued, status_code=202)
+def scheduler_run(cube: CubeName, who: Admin, request: Request) -> RunQueued:
+    """Queue a scheduler run of the cube: its steps become jobs (follow them at
+    ``GET /v1/jobs/{id}``), applied in the background in order."""
+    run_id, job_ids = who.memos.enqueue_run(cube)
+    state_of(request).apply_later(who.memos, job_ids)
+    return RunQueued(run_id=run_id, jobs=job_ids)
+
+
+@v1.get("/jobs", response_model=list[JobInfo])
+def list_jobs(who: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[JobInfo]:
+    return who.memos.jobs(limit=limit)
+
+
+@v1.get("/jobs/{job_id}", response_model=JobInfo)
+def get_job(job_id: str, who: Reader) -> JobInfo:
+    return who.memos.job(job_id)
+
+
+@v1.get("/snapshots", response_model=list[dict[str, Any]])
+def list_snapshots(who: Reader, cube: str | None = None) -> list[dict[str, Any]]:
+    return [s.to_dict() for s in who.memos.snapshots(cube)]
+
+
+@v1.delete("/snapshots/{snapshot_id}", status_code=204)
+def remove_snapshot(snapshot_id: str, who: Writer) -> None:
+    who.memos.remove_snapshot(snapshot_id)
+
+
+@v1.get("/adapters", response_model=list[dict[str, Any]])
+def list_adapters(who: Reader, cube: str | None = None) -> list[dict[str, Any]]:
+    return [a.to_dict() for a in who.memos.adapters(cube)]
+
+
+@v1.delete("/adapters/{adapter_id}", status_code=204)
+def remove_adapter(adapter_id: str, who: Writer) -> None:
+    who.memos.remove_adapter(adapter_id)
