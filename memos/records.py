@@ -99,7 +99,9 @@ class ScoreParts:
 
     ``dense`` is the cosine similarity and ``keyword`` the BM25 score (each
     ``None`` when that channel did not return the item); ranks are 1-based.
-    ``fused`` is the weighted reciprocal-rank fusion scaled to [0, 1];
+    ``fused`` is the channels' fused score (``config.fusion``: z-scores or
+    reciprocal ranks, with neighbour and query-hint lifts) scaled so the best
+    candidate scores 1; others may score below 0.
     ``final = (1 - w) * fused + w * retention`` with the configured weight ``w``.
     """
 

@@ -313,3 +313,20 @@ def test_an_answer_is_found_by_the_question_it_answers(tmp_path: Path) -> None:
         hits = memos.search("instrument learning", cube="c", k=3, mode="keyword")
         assert ("Ana: The violin, twice a week with a teacher" in _texts(hits)) is found
         memos.close()
+
+
+def test_the_best_hit_scores_one_even_in_a_tiny_cube(tmp_path: Path) -> None:
+    mem = open_memos(tmp_path)
+    mem.add_many(
+        [
+            "Maya is allergic to peanuts",
+            "Maya's favourite drink is jasmine tea",
+            "Maya works as a marine biologist in Lisbon",
+            "Maya's sister Ines visits every second weekend",
+        ]
+    )
+    for query in ("What food should I avoid when cooking for Maya?", "Where does Maya work?"):
+        hits = mem.search(query, k=4)
+        assert hits[0].parts.fused == pytest.approx(1.0)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    mem.close()

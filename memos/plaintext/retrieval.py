@@ -149,8 +149,10 @@ class Retriever:
         top = max(fused.values(), default=1.0)
         if cfg.fusion != "rrf" or top > 1:
             # Normalized and lifted scores are unbounded: the best candidate scores 1.
-            scale = abs(top) if abs(top) > 1e-12 else 1.0
-            fused = {pk: f / scale for pk, f in fused.items()}
+            if top > 1e-12:
+                fused = {pk: f / top for pk, f in fused.items()}
+            else:  # every candidate below the cube's mean (tiny cubes): shift, keep order
+                fused = {pk: f - top + 1.0 for pk, f in fused.items()}
         w = cfg.retention_weight
         key = {pk: -d_rank.get(pk, (0, -1.0))[1] for pk in fused}
         if w:
