@@ -34,10 +34,11 @@ class BrokenEmbedder(HashingEmbedder):
         raise RuntimeError("model exploded")
 
 
-def open_memos(home: Path, url: str | None = None, **config: object) -> Memos:
-    """A Memos on ``home`` (and ``url``) with the hashing embedder and a manual clock."""
+def open_memos(home: Path, url: str | None = None, lm: Any = None, **config: object) -> Memos:
+    """A Memos on ``home`` (and ``url``) with the hashing embedder and a manual clock
+    (and a loaded language model, when given)."""
     cfg = MemosConfig(home=home, database_url=url, **config)  # type: ignore[arg-type]
-    return Memos(cfg, embedder=HashingEmbedder(), clock=ManualClock())
+    return Memos(cfg, embedder=HashingEmbedder(), clock=ManualClock(), lm=lm)
 
 
 def assert_close(name: str, got: Any, want: Any, atol: float, rtol: float) -> None:

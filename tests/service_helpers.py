@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from helpers import open_memos
 from pg import free_port
@@ -35,8 +36,8 @@ class Tenants:
     adapter_id: str
 
 
-def tenants(home: Path, url: str | None = None) -> Tenants:
-    mem = open_memos(home, url)
+def tenants(home: Path, url: str | None = None, lm: Any = None) -> Tenants:
+    mem = open_memos(home, url, lm)
     now = mem.clock.now()
     alice, _ = keys.create_key(mem.db, "alice", ("read", "write", "admin"), now, "alice")
     alice_read, _ = keys.create_key(mem.db, "alice", ("read",), now, "alice-ro")

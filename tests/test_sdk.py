@@ -131,3 +131,37 @@ def test_export_keeps_texts_with_line_separators_inside(sdk: Any) -> None:
     sdk.purge(sdk.list(cube="odd")[0].id)
     assert sdk.import_jsonl(io.StringIO(out.getvalue())).imported == 1
     assert [r.text for r in sdk.list(cube="odd")] == [odd]
+
+
+@pytest.mark.parametrize(
+    ("embedded", "remote", "names"),
+    [
+        (
+            "memos.client:Memos",
+            "memos.service.remote:RemoteMemos",
+            ("build_snapshot", "consolidate", "chat"),
+        ),
+        (
+            "memos.parametric.tier:ParametricTier",
+            "memos.service.remote:RemoteParametric",
+            ("adapters", "info", "attach", "detach"),
+        ),
+    ],
+)
+def test_model_calls_keep_the_embedded_signatures(
+    embedded: str, remote: str, names: tuple[str, ...]
+) -> None:
+    """The remote twins of the calls that reach the model (exercised end to end
+    in tests/test_service_lm.py) take the same parameters, kinds and defaults."""
+    import importlib
+    import inspect
+
+    def load(spec: str) -> Any:
+        module, name = spec.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    for name in names:
+        want = inspect.signature(getattr(load(embedded), name)).parameters
+        got = inspect.signature(getattr(load(remote), name)).parameters
+        shape = [(p.name, p.kind, p.default) for p in want.values()]
+        assert [(p.name, p.kind, p.default) for p in got.values()] == shape, name

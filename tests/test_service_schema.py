@@ -15,7 +15,14 @@ from memos.service.app import create_app
 
 _WORLD = tenants(Path(tempfile.mkdtemp(prefix="memos-schema-")) / "home")
 _APP = create_app(_WORLD.mem, mcp=False)
-schema = schemathesis.openapi.from_asgi("/openapi.json", _APP)
+# The routes that run the language model are left out: a valid case would load
+# and run the real model (and train on it) for each example, far too slow for
+# this fuzzer; tests/test_service_lm.py exercises them with the shared model.
+schema = (
+    schemathesis.openapi.from_asgi("/openapi.json", _APP)
+    .exclude(path_regex=r"^/v1/cubes/\{cube\}/(snapshots|adapters|chat)$", method="POST")
+    .exclude(path_regex=r"^/v1/adapters/\{adapter_id\}/attach$")
+)
 
 
 @schemathesis.serializer("application/x-ndjson")

@@ -40,6 +40,7 @@ from memos.scheduler import jobs
 from memos.scheduler.jobs import UNFINISHED, JobInfo, RunReport
 from memos.scheduler.planner import Plan, build_plan
 from memos.scheduler.steps import (
+    BuildSnapshot,
     Consolidate,
     DecayStep,
     EvictSnapshot,
@@ -47,6 +48,7 @@ from memos.scheduler.steps import (
     RebuildAdapter,
     RetireAdapter,
     Step,
+    TrainAdapter,
 )
 from memos.store import artifacts
 from memos.store.models import Cube, Item
@@ -142,6 +144,12 @@ class Scheduler:
         run_id = str(uuid.uuid4())
         return run_id, jobs.enqueue(self.core.db, run_id, plan.steps, self.core.clock.now())
 
+    def enqueue_steps(self, steps: list[Step]) -> tuple[str, list[str]]:
+        """Write steps a caller asked for (not planned) as one run's planned jobs:
+        (run id, job ids). :meth:`apply` (or any later run) applies them."""
+        run_id = str(uuid.uuid4())
+        return run_id, jobs.enqueue(self.core.db, run_id, steps, self.core.clock.now())
+
     def apply(
         self, job_ids: list[str], progress: Progress | None = None, wait_s: float = 0.0
     ) -> list[JobInfo]:
@@ -215,6 +223,10 @@ class Scheduler:
             case Consolidate():
                 attach = self.core.config.scheduler.attach_adapters
                 return self._consolidate(job_id, step, step.items, attach)
+            case BuildSnapshot():
+                return self._build(job_id, step, {})
+            case TrainAdapter():
+                return self._consolidate(job_id, step, step.items, False, step.config)
         raise TypeError(f"no rule applies a {type(step).__name__}")
 
     def _records(self, item_ids: tuple[str, ...]) -> list[MemoryRecord]:
@@ -243,21 +255,10 @@ class Scheduler:
         return {"removed": True}
 
     def _promote(self, job_id: str, step: PromoteSnapshot) -> dict[str, Any]:
-        activation = self._activation()
-        artifact_id = _artifact_id(job_id)
-        if not artifacts.exists(self.core.db, artifact_id):
-            records = self._records(step.items)
-            if not records:
-                return {"skipped": "no hot item is left"}
-            activation.build(
-                step.cube,
-                records,
-                max_tokens=step.max_tokens,
-                dtype=step.dtype,
-                artifact_id=artifact_id,
-                reason=_reason(step),
-                meta={"hot_set": list(step.hot_set), "job": job_id},
-            )
+        built = self._build(job_id, step, {"hot_set": list(step.hot_set)})
+        if "skipped" in built:
+            return {"skipped": "no hot item is left"}
+        activation, artifact_id = self._activation(), built["artifact"]
         superseded = [
             s.id for s in activation.snapshots(step.cube) if s.id != artifact_id and s.scheduled
         ]
@@ -265,8 +266,33 @@ class Scheduler:
             activation.remove(snapshot_id, reason="scheduler: superseded")
         return {"artifact": artifact_id, "superseded": superseded}
 
+    def _build(
+        self, job_id: str, step: PromoteSnapshot | BuildSnapshot, meta: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Snapshot the step's items still searchable, once per job."""
+        artifact_id = _artifact_id(job_id)
+        if not artifacts.exists(self.core.db, artifact_id):
+            records = self._records(step.items)
+            if not records:
+                return {"skipped": "no item is left"}
+            self._activation().build(
+                step.cube,
+                records,
+                max_tokens=step.max_tokens,
+                dtype=step.dtype,
+                artifact_id=artifact_id,
+                reason=_reason(step),
+                meta={**meta, "job": job_id},
+            )
+        return {"artifact": artifact_id}
+
     def _consolidate(
-        self, job_id: str, step: Step, item_ids: tuple[str, ...], attach: bool
+        self,
+        job_id: str,
+        step: Step,
+        item_ids: tuple[str, ...],
+        attach: bool,
+        config: TrainConfig | None = None,
     ) -> dict[str, Any]:
         parametric = self._parametric()
         adapter_id = _artifact_id(job_id)
@@ -277,7 +303,7 @@ class Scheduler:
             parametric.consolidate(
                 step.cube,
                 records,
-                config=TrainConfig(**self.core.config.scheduler.train),
+                config=config or TrainConfig(**self.core.config.scheduler.train),
                 adapter_id=adapter_id,
                 reason=_reason(step),
             )

@@ -9,11 +9,12 @@ process applies exactly the step that was planned.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
 from memos.lifecycle.decay import StateChange
+from memos.parametric.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,42 @@ class Consolidate(Step):
         return f"{len(self.items)} items"
 
 
+@dataclass(frozen=True)
+class BuildSnapshot(Step):
+    """A caller asked for a snapshot of these items (plaintext → activation)."""
+
+    kind: ClassVar[str] = "build_snapshot"
+    from_tier: ClassVar[str] = "plaintext"
+    to_tier: ClassVar[str] = "activation"
+
+    items: tuple[str, ...]
+    max_tokens: int
+    dtype: str
+
+    def summary(self) -> str:
+        return f"{len(self.items)} items"
+
+
+@dataclass(frozen=True)
+class TrainAdapter(Step):
+    """A caller asked for an adapter trained on these items with these settings."""
+
+    kind: ClassVar[str] = "train_adapter"
+    from_tier: ClassVar[str] = "plaintext"
+    to_tier: ClassVar[str] = "parametric"
+
+    items: tuple[str, ...]
+    config: TrainConfig
+
+    def summary(self) -> str:
+        return f"{len(self.items)} items, rank {self.config.rank}"
+
+    def payload(self) -> dict[str, Any]:
+        config = asdict(self.config)
+        config["layers"] = list(self.config.layers) if self.config.layers is not None else None
+        return {"items": list(self.items), "config": config}
+
+
 STEP_TYPES: dict[str, type[Step]] = {
     cls.kind: cls
     for cls in (
@@ -150,6 +187,8 @@ STEP_TYPES: dict[str, type[Step]] = {
         RebuildAdapter,
         PromoteSnapshot,
         Consolidate,
+        BuildSnapshot,
+        TrainAdapter,
     )
 }
 
@@ -164,6 +203,11 @@ def step_from_job(kind: str, cube: str, rule: str, payload: dict[str, Any]) -> S
             now=datetime.fromisoformat(payload["now"]),
             changes=tuple(StateChange(**c) for c in payload["changes"]),
         )
+    if cls is TrainAdapter:
+        config = dict(payload["config"])
+        if config.get("layers") is not None:
+            config["layers"] = tuple(config["layers"])
+        return TrainAdapter(cube, rule, items=tuple(payload["items"]), config=TrainConfig(**config))
     values = {f.name: payload[f.name] for f in fields(cls)[2:]}
     for name, value in values.items():
         if isinstance(value, list):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import TypeAdapter
@@ -30,6 +30,11 @@ from memos.records import (
     MemoryVersion,
     SearchHit,
 )
+
+if TYPE_CHECKING:
+    from memos.activation.tier import SnapshotInfo
+    from memos.chat import Reply
+    from memos.parametric.tier import AdapterInfo
 
 T = TypeVar("T")
 Filter = SearchFilter | Mapping[str, Any] | None
@@ -76,6 +81,8 @@ class RemoteMemos:
         api_key: the key ``memos keys create`` printed (``None`` for ``--no-auth``).
         timeout: seconds per request.
         retries: extra attempts of an idempotent call.
+        job_wait_s: how long a call that runs as a job (``build_snapshot``,
+            ``consolidate``) follows it before giving up with ``StoreError``.
         http: an ``httpx.Client`` to use instead of a new one (tests pass an
             in-process client).
     """
@@ -88,11 +95,14 @@ class RemoteMemos:
         timeout: float = 30.0,
         retries: int = 2,
         http: httpx.Client | None = None,
+        job_wait_s: float = 3600.0,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = http or httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
         self.http.headers.update(headers)
         self.retries = retries
+        self.job_wait_s = job_wait_s
+        self.parametric = RemoteParametric(self)
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -307,3 +317,122 @@ class RemoteMemos:
             headers={"Content-Type": "application/x-ndjson"},
         )
         return self._as(ImportReport, data)
+
+    # -- the language model ------------------------------------------------------------
+
+    def _follow(self, job_id: str) -> dict[str, Any]:
+        """Wait for a job to finish; its result, or its error raised as the typed error."""
+        deadline = time.monotonic() + self.job_wait_s
+        pause = 0.05
+        while True:
+            job = self._call("GET", f"/v1/jobs/{job_id}", idempotent=True)
+            if job["status"] == "done":
+                return dict(job["result"])
+            if job["status"] == "failed":
+                name, _, message = str(job["error"]).partition(": ")
+                cls = getattr(errors, name, None)
+                if isinstance(cls, type) and issubclass(cls, errors.MemosError):
+                    raise cls(message)
+                raise errors.MemosError(f"job {job_id} failed: {job['error']}")
+            if time.monotonic() > deadline:
+                raise errors.StoreError(f"job {job_id} is still {job['status']} after waiting")
+            time.sleep(pause)
+            pause = min(pause * 1.5, 1.0)
+
+    def _artifact(self, queued: Any, what: str) -> str:
+        result = self._follow(queued["jobs"][0])
+        if "artifact" not in result:
+            raise errors.InvalidInputError(f"no {what} was made: {result.get('skipped', result)}")
+        return str(result["artifact"])
+
+    def build_snapshot(
+        self,
+        cube: str = DEFAULT_CUBE,
+        *,
+        query: str | None = None,
+        items: Sequence[MemoryRecord] | None = None,
+        max_tokens: int = 1024,
+        dtype: str = "float32",
+    ) -> SnapshotInfo:
+        """As ``Memos.build_snapshot``: the service builds it as a job, followed here."""
+        from memos.activation.tier import SnapshotInfo
+
+        body: dict[str, Any] = {"query": query, "max_tokens": max_tokens, "dtype": dtype}
+        if items is not None:
+            body["items"] = [r.id for r in items]
+        queued = self._call("POST", f"/v1/cubes/{cube}/snapshots", json=body)
+        snapshot_id = self._artifact(queued, "snapshot")
+        found = self._call("GET", "/v1/snapshots", params={"cube": cube}, idempotent=True)
+        return self._as(SnapshotInfo, next(s for s in found if s["id"] == snapshot_id))
+
+    def consolidate(
+        self,
+        cube: str = DEFAULT_CUBE,
+        *,
+        items: Sequence[MemoryRecord] | None = None,
+        filter: Filter = None,
+        progress: Callable[[int, int], None] | None = None,
+        **train_options: Any,
+    ) -> AdapterInfo:
+        """As ``Memos.consolidate``: the service trains as a job, followed here
+        (``progress`` is not called: the steps run on the service)."""
+        body: dict[str, Any] = {"filter": _filter(filter), **train_options}
+        if body.get("layers") is not None:
+            body["layers"] = list(body["layers"])
+        if items is not None:
+            body["items"] = [r.id for r in items]
+        queued = self._call("POST", f"/v1/cubes/{cube}/adapters", json=body)
+        adapter_id = self._artifact(queued, "adapter")
+        return self.parametric.info(adapter_id)
+
+    def chat(
+        self,
+        message: str,
+        *,
+        cube: str = DEFAULT_CUBE,
+        history: Sequence[dict[str, str]] = (),
+        max_new_tokens: int = 64,
+        use_snapshot: bool = True,
+    ) -> Reply:
+        from memos.chat import Reply
+
+        body = {
+            "message": message,
+            "history": list(history),
+            "max_new_tokens": max_new_tokens,
+            "use_snapshot": use_snapshot,
+        }
+        return self._as(Reply, self._call("POST", f"/v1/cubes/{cube}/chat", json=body))
+
+
+class RemoteParametric:
+    """``mem.parametric`` of a remote store: the tenant's adapters, attach and detach."""
+
+    def __init__(self, remote: RemoteMemos) -> None:
+        self.remote = remote
+
+    def adapters(self, cube: str | None = None) -> builtins.list[AdapterInfo]:
+        from memos.parametric.tier import AdapterInfo
+
+        params = {"cube": cube} if cube is not None else {}
+        data = self.remote._call("GET", "/v1/adapters", params=params, idempotent=True)
+        return self.remote._as(list[AdapterInfo], data)
+
+    def info(self, adapter_id: str) -> AdapterInfo:
+        for adapter in self.adapters():
+            if adapter.id == adapter_id:
+                return adapter
+        raise errors.UnknownAdapterError(f"no adapter with id {adapter_id!r}")
+
+    def attach(self, adapter_id: str) -> AdapterInfo:
+        """Attach an adapter (recorded: every service worker serves with it)."""
+        from memos.parametric.tier import AdapterInfo
+
+        data = self.remote._call("POST", f"/v1/adapters/{adapter_id}/attach")
+        return self.remote._as(AdapterInfo, data)
+
+    def detach(self, adapter_id: str) -> AdapterInfo:
+        from memos.parametric.tier import AdapterInfo
+
+        data = self.remote._call("POST", f"/v1/adapters/{adapter_id}/detach")
+        return self.remote._as(AdapterInfo, data)

@@ -3,7 +3,9 @@
 Routes are plain ``def`` (they run in the threadpool; the store is
 thread-safe) and each takes its caller from :mod:`memos.service.callers`, so
 reads need ``read``, changes ``write``, purge, import and the scheduler
-``admin``.
+``admin``. The routes that reach the language model (snapshot builds,
+training, attach and detach, chat) need ``write``: they spend the shared
+model's time and change what it serves.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from memos.chat import Reply
 from memos.errors import ImportFormatError
 from memos.lifecycle.decay import StateChange
+from memos.parametric.config import TrainConfig
 from memos.records import (
     ContextBlock,
     CubeStats,
@@ -32,6 +36,7 @@ from memos.service.schemas import (
     CUBE_NAME,
     AddIn,
     AddManyIn,
+    ChatIn,
     ContextIn,
     CubeIn,
     CubeList,
@@ -43,6 +48,8 @@ from memos.service.schemas import (
     MessagesIn,
     RunQueued,
     SearchIn,
+    SnapshotIn,
+    TrainIn,
     UpdateIn,
 )
 
@@ -280,3 +287,70 @@ def list_adapters(who: Reader, cube: str | None = None) -> list[dict[str, Any]]:
 @v1.delete("/adapters/{adapter_id}", status_code=204)
 def remove_adapter(adapter_id: str, who: Writer) -> None:
     who.memos.remove_adapter(adapter_id)
+
+
+# -- the language model ------------------------------------------------------------
+
+
+@v1.post("/cubes/{cube}/snapshots", response_model=RunQueued, status_code=202)
+def build_snapshot(cube: CubeName, body: SnapshotIn, who: Writer, request: Request) -> RunQueued:
+    """Queue a KV snapshot of the cube's memories (the given items, the best for
+    ``query``, or the newest). The items are chosen now; the build is a job
+    (``GET /v1/jobs/{id}``; its result's ``artifact`` is the snapshot id)."""
+    run_id, job_ids = who.memos.enqueue_snapshot(
+        cube, items=body.items, query=body.query, max_tokens=body.max_tokens, dtype=body.dtype
+    )
+    state_of(request).apply_later(who.memos, job_ids)
+    return RunQueued(run_id=run_id, jobs=job_ids)
+
+
+@v1.post("/cubes/{cube}/adapters", response_model=RunQueued, status_code=202)
+def train_adapter(cube: CubeName, body: TrainIn, who: Writer, request: Request) -> RunQueued:
+    """Queue training a side-GLU adapter on the cube's memories (the given items,
+    or those matching ``filter``) with ``TrainConfig`` settings. Training is a
+    job (``GET /v1/jobs/{id}``; its result's ``artifact`` is the adapter id);
+    the adapter starts detached."""
+    config = TrainConfig(**body.train_options())
+    flt = body.filter.to_filter() if body.filter else None
+    run_id, job_ids = who.memos.enqueue_training(cube, items=body.items, filter=flt, config=config)
+    state_of(request).apply_later(who.memos, job_ids)
+    return RunQueued(run_id=run_id, jobs=job_ids)
+
+
+@v1.post("/adapters/{adapter_id}/attach", response_model=dict[str, Any])
+def attach_adapter(adapter_id: str, who: Writer) -> dict[str, Any]:
+    """Attach an adapter: its cube's chats are answered with it on the model.
+
+    The attached flag is a database row, not worker state: before generating,
+    every process (each uvicorn worker) puts exactly its cube's attached,
+    non-stale adapters on its own model (``ParametricTier.sync``), so an attach
+    or detach made through one worker holds for the next chat in any worker.
+    A stale adapter (a source changed) cannot be attached (400).
+    """
+    return dict(who.memos.attach_adapter(adapter_id).to_dict())
+
+
+@v1.post("/adapters/{adapter_id}/detach", response_model=dict[str, Any])
+def detach_adapter(adapter_id: str, who: Writer) -> dict[str, Any]:
+    """Detach an adapter (its file stays). Recorded in the database, so every
+    worker takes it off its model before its next chat in the cube
+    (``ParametricTier.sync``)."""
+    return dict(who.memos.detach_adapter(adapter_id).to_dict())
+
+
+@v1.post("/cubes/{cube}/chat", response_model=Reply)
+def chat(cube: CubeName, body: ChatIn, who: Writer) -> Reply:
+    """Answer a message with the cube's memories (its attached adapters, its newest
+    valid snapshot, else its best memories as text), greedily.
+
+    Needs ``write``, not ``read``: besides counting the memories it reads as
+    recalled (as context does), it spends the shared model's time, puts the
+    cube's adapters on the worker's model and records snapshot use.
+    """
+    return who.memos.chat(
+        body.message,
+        cube=cube,
+        history=[turn.model_dump() for turn in body.history],
+        max_new_tokens=body.max_new_tokens,
+        use_snapshot=body.use_snapshot,
+    )

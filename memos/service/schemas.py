@@ -133,6 +133,61 @@ class DecayIn(_Body):
     dry_run: SBool = False
 
 
+class SnapshotIn(_Body):
+    """What to snapshot (see ``Memos.build_snapshot``): the given items, else the
+    best for ``query``, else the newest."""
+
+    items: list[str] | None = Field(None, min_length=1, max_length=10_000)
+    query: str | None = None
+    max_tokens: int = Field(1024, ge=16, le=1_000_000, strict=True)
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+
+class TrainIn(_Body):
+    """What to consolidate and how (see ``Memos.consolidate`` and ``TrainConfig``):
+    the given items, else the cube's items matching ``filter``. Unset settings
+    keep ``TrainConfig``'s defaults."""
+
+    items: list[str] | None = Field(None, min_length=1, max_length=10_000)
+    filter: FilterIn | None = None
+    rank: int | None = Field(None, ge=1, le=4096, strict=True)
+    layers: list[Annotated[int, Field(ge=0, strict=True)]] | None = Field(
+        None, min_length=1, max_length=256
+    )
+    steps: int | None = Field(None, ge=1, le=100_000, strict=True)
+    batch_size: int | None = Field(None, ge=1, le=4096, strict=True)
+    lr: float | None = Field(None, gt=0, le=10, strict=True)
+    locality_weight: float | None = Field(None, ge=0, le=100, strict=True)
+    locality_batch: int | None = Field(None, ge=1, le=4096, strict=True)
+    target_loss: float | None = Field(None, ge=0, strict=True)
+    patience: int | None = Field(None, ge=1, le=10_000, strict=True)
+    seed: int | None = Field(None, ge=0, strict=True)
+    backend: Literal["auto", "triton", "reference"] | None = None
+
+    def train_options(self) -> dict[str, Any]:
+        """The ``TrainConfig`` fields the caller set."""
+        options = self.fields()
+        options.pop("items", None)
+        options.pop("filter", None)
+        if "layers" in options:
+            options["layers"] = tuple(options["layers"])
+        return options
+
+
+class ChatTurn(_Body):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class ChatIn(_Body):
+    """A message to answer with the cube's memories (see ``Memos.chat``)."""
+
+    message: str
+    history: list[ChatTurn] = Field(default_factory=list, max_length=1000)
+    max_new_tokens: int = Field(64, ge=1, le=4096, strict=True)
+    use_snapshot: SBool = True
+
+
 CUBE_NAME = r"^[A-Za-z0-9_.@:\-]{1,200}$"
 
 
@@ -145,7 +200,8 @@ class CubeList(BaseModel):
 
 
 class RunQueued(BaseModel):
-    """A queued scheduler run: its jobs, in the order they will be applied."""
+    """Queued work (a scheduler run, a snapshot build, a training): its jobs, in
+    the order they will be applied."""
 
     run_id: str
     jobs: list[str]

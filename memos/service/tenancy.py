@@ -25,7 +25,7 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import IO, Any, TypeVar, cast
+from typing import IO, Any, cast
 
 from sqlalchemy import select
 
@@ -34,10 +34,7 @@ from memos.client import Memos
 from memos.errors import (
     ImportFormatError,
     InvalidInputError,
-    UnknownAdapterError,
     UnknownItemError,
-    UnknownJobError,
-    UnknownSnapshotError,
 )
 from memos.lifecycle.decay import StateChange
 from memos.model_tiers import DEFAULT_CUBE
@@ -51,18 +48,12 @@ from memos.records import (
     MemoryVersion,
     SearchHit,
 )
-from memos.scheduler import jobs
-from memos.scheduler.jobs import JobInfo
+from memos.service.tenant_tiers import TenantTiers
+from memos.service.tenant_tiers import public as _public
 from memos.store.cubes import split_name, stored_name
 from memos.store.models import Artifact, Cube, Item
 
-R = TypeVar("R")
 Filter = SearchFilter | Mapping[str, Any] | None
-
-
-def _public(value: R) -> R:
-    """``value`` (a record with a ``cube`` field) naming its cube as its tenant sees it."""
-    return dataclasses.replace(value, cube=split_name(value.cube)[1])  # type: ignore[type-var,attr-defined]
 
 
 class _LineSink(io.TextIOBase):
@@ -122,7 +113,7 @@ def _streamed_export(mem: Memos, cube: str) -> Iterator[str]:
         writer.join(timeout=5)
 
 
-class TenantMemos:
+class TenantMemos(TenantTiers):
     """One tenant's memory in a shared store (the embedded SDK's methods, confined).
 
     Args:
@@ -334,56 +325,3 @@ class TenantMemos:
             cube=self.stored(cube) if cube is not None else None,
         )
         return dataclasses.replace(report, cubes=[split_name(c)[1] for c in report.cubes])
-
-    # -- jobs and artifacts ----------------------------------------------------------
-
-    def jobs(
-        self, statuses: tuple[str, ...] | None = None, limit: int | None = 200
-    ) -> builtins.list[JobInfo]:
-        """The tenant's recent jobs (those of its cubes), newest run first."""
-        found = self.mem.scheduler.jobs(statuses, limit, tenant=self.tenant)
-        return [_public(job) for job in found]
-
-    def job(self, job_id: str) -> JobInfo:
-        found = jobs.rows(self.mem.db, None, 1, tenant=self.tenant, job_id=job_id)
-        if not found:
-            raise UnknownJobError(f"no job with id {job_id!r}")
-        return _public(found[0][1])
-
-    def plan(self, cube: str) -> dict[str, Any]:
-        """What a scheduler run on the tenant's cube would do now (nothing written)."""
-        plan = self.mem.scheduler.plan(self.stored(cube)).to_dict()
-        for step in plan["steps"]:
-            step["cube"] = split_name(step["cube"])[1]
-        return plan
-
-    def enqueue_run(self, cube: str) -> tuple[str, builtins.list[str]]:
-        """Plan the tenant's cube and queue the steps as jobs: (run id, job ids)."""
-        return self.mem.scheduler.enqueue(self.stored(cube))
-
-    def apply_jobs(self, job_ids: builtins.list[str], wait_s: float = 60.0) -> None:
-        """Apply queued jobs of the tenant (only its own; others are skipped)."""
-        mine = {job.id for job in self.jobs(limit=None)}
-        self.mem.scheduler.apply([j for j in job_ids if j in mine], wait_s=wait_s)
-
-    def snapshots(self, cube: str | None = None) -> builtins.list[Any]:
-        """The tenant's KV snapshots (one cube, or all)."""
-        return [_public(s) for s in self.mem.activation.snapshots() if self._mine(s.cube, cube)]
-
-    def remove_snapshot(self, snapshot_id: str) -> None:
-        if not self._own_artifact(snapshot_id):
-            raise UnknownSnapshotError(f"no snapshot with id {snapshot_id!r}")
-        self.mem.activation.remove(snapshot_id)
-
-    def adapters(self, cube: str | None = None) -> builtins.list[Any]:
-        """The tenant's adapters (one cube, or all)."""
-        return [_public(a) for a in self.mem.parametric.adapters() if self._mine(a.cube, cube)]
-
-    def remove_adapter(self, adapter_id: str) -> None:
-        if not self._own_artifact(adapter_id):
-            raise UnknownAdapterError(f"no adapter with id {adapter_id!r}")
-        self.mem.parametric.remove(adapter_id)
-
-    def _mine(self, stored: str, cube: str | None) -> bool:
-        tenant, name = split_name(stored)
-        return tenant == self.tenant and (cube is None or name == cube)
