@@ -30,7 +30,12 @@ from memos.store.models import Cube, Item
 if TYPE_CHECKING:
     from memos.core import Core
 
-BULK_CHUNK = 256
+# Items embedded and written per chunk. The embedder sorts each call's texts by
+# length to pad little; chunks of 256 padded more and cost add_messages a
+# quarter of the embedder's speed (0.74x raw encode on a 689-turn conversation,
+# 2 cores), chunks of 1024 run at 0.97-0.99x. Larger inputs still overlap
+# embedding the next chunk with writing this one.
+BULK_CHUNK = 1024
 UPDATABLE = (
     "metadata",
     "tags",
