@@ -267,14 +267,15 @@ class IndexManager:
         self,
         cube_pk: int,
         revision: int,
-        upserts: dict[int, tuple[str, np.ndarray]],
+        upserts: dict[int, np.ndarray],
         removals: list[int],
     ) -> None:
         """Reflect this process's own committed write in its loaded indexes at once.
 
         Args:
             revision: the cube revision the write committed (-1: do not advance).
-            upserts: item pk → (text, vector) of items added or changed.
+            upserts: item pk → vector of items added or changed (their keyword keys
+                are read from the database, which holds every field a key uses).
             removals: pks of items deleted.
         """
         index, words = self._indexes.get(cube_pk), self._keyword.get(cube_pk)
@@ -283,7 +284,7 @@ class IndexManager:
         with index.lock:
             index.remove(removals)
             if upserts:
-                index.upsert(list(upserts), np.stack([v for _, v in upserts.values()]))
+                index.upsert(list(upserts), np.stack(list(upserts.values())))
             if index.revision == revision - 1:
                 index.revision = revision
         self.hidden(cube_pk).difference_update([*removals, *upserts])

@@ -145,8 +145,7 @@ class Writer:
             # Another process stored the same text between our check and insert.
             cube_pk, revision, records, new_pks = self.core.db.write(work)
         if new_pks:
-            texts = {item.content_hash: item.text for item in items}
-            upserts = {pk: (texts[h], vectors[h]) for pk, h in new_pks.items() if h in vectors}
+            upserts = {pk: vectors[h] for pk, h in new_pks.items() if h in vectors}
             # An item deleted elsewhere after we checked has no vector here:
             # then leave the revision alone and let catch-up embed it.
             complete = len(upserts) == len(new_pks)
@@ -188,7 +187,7 @@ class Writer:
             return item.cube_pk, item.pk, revision, store.to_record(item, cube_name)
 
         cube_pk, pk, revision, record = self.core.db.write(work)
-        upserts = {pk: (new.text, vectors[new.content_hash])} if new.content_hash in vectors else {}
+        upserts = {pk: vectors[new.content_hash]} if new.content_hash in vectors else {}
         self.core.indexes.apply_own_write(cube_pk, revision, upserts, [])
         return record
 

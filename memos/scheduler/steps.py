@@ -32,6 +32,12 @@ class Step:
         """The step's own fields as JSON values (everything but cube and rule)."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)[2:]}
 
+    @classmethod
+    def from_payload(cls, cube: str, rule: str, payload: dict[str, Any]) -> Step:
+        """The step :meth:`payload` describes (JSON lists become tuples)."""
+        values = {f.name: payload[f.name] for f in fields(cls)[2:]}
+        return cls(cube, rule, **{k: _tupled(v) for k, v in values.items()})
+
     def summary(self) -> str:
         """One line saying what moves."""
         raise NotImplementedError
@@ -65,6 +71,11 @@ class DecayStep(Step):
 
     def payload(self) -> dict[str, Any]:
         return {"now": self.now.isoformat(), "changes": [c.to_dict() for c in self.changes]}
+
+    @classmethod
+    def from_payload(cls, cube: str, rule: str, payload: dict[str, Any]) -> Step:
+        now = datetime.fromisoformat(payload["now"])
+        return cls(cube, rule, now, tuple(StateChange(**c) for c in payload["changes"]))
 
 
 @dataclass(frozen=True)
@@ -177,6 +188,11 @@ class TrainAdapter(Step):
         config["layers"] = list(self.config.layers) if self.config.layers is not None else None
         return {"items": list(self.items), "config": config}
 
+    @classmethod
+    def from_payload(cls, cube: str, rule: str, payload: dict[str, Any]) -> Step:
+        config = {k: _tupled(v) for k, v in payload["config"].items()}
+        return cls(cube, rule, tuple(payload["items"]), TrainConfig(**config))
+
 
 STEP_TYPES: dict[str, type[Step]] = {
     cls.kind: cls
@@ -195,25 +211,12 @@ STEP_TYPES: dict[str, type[Step]] = {
 
 def step_from_job(kind: str, cube: str, rule: str, payload: dict[str, Any]) -> Step:
     """The step a job row holds (the inverse of :meth:`Step.payload`)."""
-    cls = STEP_TYPES[kind]
-    if cls is DecayStep:
-        return DecayStep(
-            cube,
-            rule,
-            now=datetime.fromisoformat(payload["now"]),
-            changes=tuple(StateChange(**c) for c in payload["changes"]),
-        )
-    if cls is TrainAdapter:
-        config = dict(payload["config"])
-        if config.get("layers") is not None:
-            config["layers"] = tuple(config["layers"])
-        return TrainAdapter(cube, rule, items=tuple(payload["items"]), config=TrainConfig(**config))
-    values = {f.name: payload[f.name] for f in fields(cls)[2:]}
-    for name, value in values.items():
-        if isinstance(value, list):
-            values[name] = tuple(value)
-    return cls(cube, rule, **values)
+    return STEP_TYPES[kind].from_payload(cube, rule, payload)
 
 
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+def _tupled(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
