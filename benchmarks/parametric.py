@@ -1,18 +1,35 @@
-"""Parametric-tier quality benchmark: invented facts consolidated into side-GLU memories.
+"""Parametric-tier quality benchmark: can an adapter replace memories in the prompt?
 
-Facts read "<entity>'s <attribute> is <value>", with entities and values made
-up so the model cannot know them. Reported before and after training:
-- cue recall: greedy continuation of "<entity>'s <attribute> is" starts with the value;
-- question recall: the value appears in the chat answer to "Tell me <entity>'s <attribute>.";
-- perplexity on held-out general text (written for this benchmark);
-- trainable parameters as a share of the model, and training time.
+Two memory sets are consolidated, each into its own adapter:
+
+- **invented facts**: "<entity>'s <attribute> is <value>", with entities and
+  values made up so the model cannot know them (``--facts``, default 100);
+- **free-form memories** (``benchmarks/data/freeform_facts.json``, written for
+  memos): things users tell an agent in varied shapes ("I moved to Porto in
+  May."), each with two hand-written questions.
+
+Each row answers the same questions greedily through the chat template with no
+memory text in the prompt, except "facts in prompt", which answers through
+``Memos.chat`` with the memories retrieved into the prompt and no adapter
+(what the adapter must replace). Measured per row:
+
+- cue recall: the continuation of "<entity>'s <attribute> is" starts with the value;
+- question recall: the reply contains the value, on question wordings that
+  training never sees (:data:`HELD_OUT`; the trainer's wordings are in
+  ``memos/parametric/questions.py``), and on the free-form questions;
+- locality: of the ordinary questions the base model answers right
+  (``benchmarks/data/locality_questions.json``, written for memos), the share
+  still answered right;
+- perplexity increase on held-out general text, prompt tokens per question,
+  training time and trainable parameters.
+
 A LoRA (peft) on the same layers' FFN with about the same parameter count is
-trained on the same data for the same steps, side by side.
+trained by the same loop (locality term included) on the same examples for the
+same steps. Targets (issue 13), at 100 facts: held-out question recall >= 80 %,
+cue recall >= 90 %, perplexity increase <= 2 %, locality >= 95 %.
 
-Targets (issue 4): cue recall >= 90 %, perplexity increase <= 2 % at 100 facts.
 Usage: ``pip install -e '.[bench]'`` (peft), then
-``python benchmarks/parametric.py [--facts 100] [--steps 400] [--rank 128] [--lr 0.05]
-[--lora-lr 5e-3] [--no-lora] [--out F.json]`` (about 40 minutes on 2 CPU cores).
+``python benchmarks/parametric.py [--facts 100] [--steps 400] [--rank 128] [--no-lora]``.
 """
 
 from __future__ import annotations
@@ -22,10 +39,14 @@ import dataclasses
 import json
 import math
 import random
+import re
+import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -36,25 +57,38 @@ from memos.lm import LanguageModel, load_lm
 from memos.parametric import side_memory as sm
 from memos.parametric import training as C
 
+DATA = Path(__file__).parent / "data"
 SYLLABLES = "ka zo ri vel mon tas quen dri ul ob far nis gor pel thi wex".split()
 ATTRIBUTES = ["favourite colour", "home town", "pet's name", "lucky stone", "secret word"]
-HELD_OUT = [
+# Question wordings for the invented facts that training never sees.
+HELD_OUT = (
+    "Tell me {entity}'s {attribute}.",
+    "What was {entity}'s {attribute} again?",
+    "Quick one: {entity}'s {attribute}, please.",
+    "Could you look up {entity}'s {attribute} for me?",
+    "I'd like to hear {entity}'s {attribute}.",
+    "Which {attribute} does {entity} have?",
+)
+PERPLEXITY_TEXT = [
     "The bakery on the corner sells warm rolls every morning before the shops open.",
     "Rivers carry sand and stones toward the sea, slowly changing the shape of the coast.",
     "A careful driver checks the mirrors before changing lanes on a busy road.",
     "The orchestra rehearsed for weeks before the first concert of the season.",
     "Most people sleep better in a cool, dark and quiet room.",
 ]
+REPLY_TOKENS = 20
+
+Fact = tuple[str, str, str]  # entity, attribute, value
 
 
-def invent(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
+def invent(n: int, seed: int = 0) -> list[Fact]:
     """``n`` (entity, attribute, value) triples with made-up names."""
     rng = random.Random(seed)
 
     def word(parts: int) -> str:
         return "".join(rng.choice(SYLLABLES) for _ in range(parts)).capitalize()
 
-    facts: list[tuple[str, str, str]] = []
+    facts: list[Fact] = []
     seen: set[tuple[str, str]] = set()
     while len(facts) < n:
         entity, attribute, value = word(3), rng.choice(ATTRIBUTES), word(2)
@@ -64,7 +98,48 @@ def invent(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
     return facts
 
 
-def cue_recall(lm: LanguageModel, facts: list[tuple[str, str, str]]) -> float:
+@dataclasses.dataclass(frozen=True)
+class Sets:
+    """Everything the rows are scored on."""
+
+    facts: list[Fact]
+    freeform: list[dict[str, Any]]
+    locality: list[dict[str, Any]]
+
+    @property
+    def fact_texts(self) -> list[str]:
+        return [f"{e}'s {a} is {v}." for e, a, v in self.facts]
+
+    @property
+    def freeform_texts(self) -> list[str]:
+        return [item["text"] for item in self.freeform]
+
+    def questions(self) -> list[tuple[str, str, str]]:
+        """(part, question, answer) for every question asked."""
+        asked = [
+            (f"held_out_{i}", t.format(entity=e, attribute=a), v)
+            for i, t in enumerate(HELD_OUT)
+            for e, a, v in self.facts
+        ]
+        asked += [
+            ("freeform", q, item["answer"]) for item in self.freeform for q in item["questions"]
+        ]
+        return asked
+
+
+def contains(reply: str, answers: list[str]) -> bool:
+    text = reply.lower()
+    return any(re.search(r"(?<!\w)" + re.escape(a.lower()) + r"(?!\w)", text) for a in answers)
+
+
+def ask(lm: LanguageModel, question: str) -> tuple[str, int]:
+    """The greedy chat reply to ``question`` with no memory in the prompt, and the prompt size."""
+    ids = lm.encode(lm.chat_text([{"role": "user", "content": question}], True))
+    out, _ = greedy(lm, ids, None, REPLY_TOKENS, 0.0)
+    return lm.tokenizer.decode(out, skip_special_tokens=True), len(ids)
+
+
+def cue_recall(lm: LanguageModel, facts: list[Fact]) -> float:
     bos = [lm.tokenizer.bos_token_id] if lm.tokenizer.bos_token_id is not None else []
     hits = 0
     for entity, attribute, value in facts:
@@ -73,38 +148,84 @@ def cue_recall(lm: LanguageModel, facts: list[tuple[str, str, str]]) -> float:
     return hits / len(facts)
 
 
-def question_recall(lm: LanguageModel, facts: list[tuple[str, str, str]]) -> float:
-    hits = 0
-    for entity, attribute, value in facts:
-        prompt = lm.chat_text(
-            [{"role": "user", "content": f"Tell me {entity}'s {attribute}."}], True
-        )
-        out, _ = greedy(lm, lm.encode(prompt), None, 16, 0.0)
-        hits += value.lower() in lm.tokenizer.decode(out).lower()
-    return hits / len(facts)
-
-
 def perplexity(lm: LanguageModel) -> float:
     losses = []
     with torch.inference_mode():
-        for text in HELD_OUT:
+        for text in PERPLEXITY_TEXT:
             ids = torch.tensor([lm.encode(text)])
             logits = lm.model(input_ids=ids).logits[0, :-1]
             losses.append(F.cross_entropy(logits.float(), ids[0, 1:]).item())
     return math.exp(sum(losses) / len(losses))
 
 
-def evaluate(lm: LanguageModel, facts: list[tuple[str, str, str]]) -> dict[str, float]:
-    return {
-        "cue_recall": cue_recall(lm, facts),
-        "question_recall": question_recall(lm, facts),
-        "perplexity": perplexity(lm),
-    }
+def locality(lm: LanguageModel, sets: Sets) -> list[bool]:
+    return [contains(ask(lm, q["question"])[0], q["answers"]) for q in sets.locality]
+
+
+def score(
+    answer: Callable[[str], tuple[str, int]], sets: Sets, parts: tuple[str, ...]
+) -> dict[str, Any]:
+    """Question recall per part (held-out wordings, free-form) and mean prompt tokens."""
+    hits: dict[str, list[bool]] = {}
+    tokens = []
+    for part, question, value in sets.questions():
+        if not part.startswith(parts):
+            continue
+        reply, size = answer(question)
+        hits.setdefault(part, []).append(contains(reply, [value]))
+        tokens.append(size)
+    held = [statistics.mean(h) for p, h in sorted(hits.items()) if p.startswith("held_out")]
+    result: dict[str, Any] = {"prompt_tokens": statistics.mean(tokens)}
+    if held:
+        result |= {"question_recall": statistics.mean(held), "per_wording": held}
+    if "freeform" in hits:
+        result["freeform_recall"] = statistics.mean(hits["freeform"])
+    return result
+
+
+def evaluate(
+    lm: LanguageModel, sets: Sets, part: str, base: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The scores of the model as it is now on one memory set (``facts`` or ``freeform``)."""
+    result = score(lambda q: ask(lm, q), sets, ("held_out",) if part == "facts" else ("freeform",))
+    if part == "facts":
+        result["cue_recall"] = cue_recall(lm, sets.facts)
+    right = locality(lm, sets)
+    result["perplexity"] = perplexity(lm)
+    if base is None:
+        result["locality_right"] = right
+    else:
+        kept = [now for now, was in zip(right, base["locality_right"], strict=True) if was]
+        result["locality_kept"] = statistics.mean(kept)
+        result["perplexity_increase"] = result["perplexity"] / base["perplexity"] - 1
+    return result
+
+
+def facts_in_prompt(lm: LanguageModel, sets: Sets) -> dict[str, Any]:
+    """Both sets answered through ``Memos.chat`` with the memories retrieved into the prompt."""
+    from memos.client import Memos
+
+    with tempfile.TemporaryDirectory() as home:
+        mem = Memos(MemosConfig(home=Path(home)), lm=lm)
+        mem.add_many(sets.fact_texts, cube="facts")
+        mem.add_many(sets.freeform_texts, cube="freeform")
+
+        def answer(cube: str) -> Callable[[str], tuple[str, int]]:
+            def reply(question: str) -> tuple[str, int]:
+                got = mem.chat(question, cube=cube, max_new_tokens=REPLY_TOKENS, use_snapshot=False)
+                return got.text, got.prompt_tokens
+
+            return reply
+
+        facts = score(answer("facts"), sets, ("held_out",))
+        freeform = score(answer("freeform"), sets, ("freeform",))
+        mem.close()
+    return {"facts": facts, "freeform": freeform}
 
 
 def train_lora(
     lm: LanguageModel, texts: list[str], layers: tuple[int, ...], rank: int, config: C.TrainConfig
-) -> tuple[object, C.TrainReport]:
+) -> tuple[Any, C.TrainReport]:
     """A peft LoRA on the FFNs of ``layers``, trained by the same loop on the same examples."""
     from peft import LoraConfig, get_peft_model
 
@@ -126,25 +247,63 @@ def _progress(label: str) -> Callable[[int, int], None]:
     start = time.perf_counter()
 
     def report(done: int, total: int) -> None:
-        if done == 1 or done % 10 == 0 or done == total:
+        if done == 1 or done % 25 == 0 or done == total:
             elapsed = time.perf_counter() - start
             print(f"{label} step {done}/{total} ({elapsed:.0f} s)", file=sys.stderr, flush=True)
 
     return report
 
 
-def _summary(
-    scores: dict[str, float], before: dict[str, float], report: C.TrainReport, total: int
-) -> dict[str, object]:
+def _training(report: C.TrainReport, total: int) -> dict[str, Any]:
     return {
-        **scores,
-        "perplexity_increase": scores["perplexity"] / before["perplexity"] - 1,
         "steps": report.steps,
         "final_loss": report.final_loss,
         "train_s": report.seconds,
+        "examples": report.examples,
         "trainable_parameters": report.trainable_parameters,
         "trainable_share": report.trainable_parameters / total,
     }
+
+
+def run_set(
+    lm: LanguageModel, sets: Sets, part: str, config: C.TrainConfig, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Before, side-GLU and LoRA rows for one memory set."""
+    from memos.parametric.check import check_memories
+
+    texts = sets.fact_texts if part == "facts" else sets.freeform_texts
+    total = sum(p.numel() for p in lm.model.parameters())
+    base = evaluate(lm, sets, part, None)
+    memories, report = C.train_memories(lm, texts, config, _progress(f"side-GLU {part}"))
+    check = check_memories(lm, memories, [(str(i), t) for i, t in enumerate(texts)])
+    sm.attach(lm.model, "bench", memories)
+    rows: dict[str, Any] = {
+        "before": base,
+        "side_glu": {
+            **evaluate(lm, sets, part, base),
+            **_training(report, total),
+            "tier_check_recall": check.recall,
+        },
+    }
+    sm.detach(lm.model, "bench")
+    if not args.no_lora:
+        d, i = lm.model.config.hidden_size, lm.model.config.intermediate_size
+        lora_rank = max(1, round(report.trainable_parameters / (len(report.layers) * 3 * (d + i))))
+        same = dataclasses.replace(
+            config, steps=report.steps, lr=args.lora_lr, target_loss=0.0, patience=report.steps
+        )
+        model, lora_report = train_lora(lm, texts, report.layers, lora_rank, same)
+        rows["lora"] = {
+            **evaluate(lm, sets, part, base),
+            **_training(lora_report, total),
+            "rank": lora_rank,
+            "lr": args.lora_lr,
+        }
+        model.unload()
+    rows["before"].pop("locality_right")
+    rows["before"]["locality_kept"] = 1.0
+    rows["before"]["locality_questions"] = sum(base["locality_right"])
+    return rows
 
 
 def main() -> None:
@@ -152,46 +311,36 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--facts", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=C.TrainConfig.steps)
     parser.add_argument("--rank", type=int, default=128)
     parser.add_argument("--lr", type=float, default=C.TrainConfig.lr)
     parser.add_argument("--lora-lr", type=float, default=5e-3)
     parser.add_argument("--no-lora", action="store_true")
+    parser.add_argument("--parts", default="facts,freeform,prompt")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "parametric.json"))
     args = parser.parse_args()
     lm = load_lm("default", MemosConfig.from_env().home)
-    facts = invent(args.facts)
-    texts = [f"{e}'s {a} is {v}." for e, a, v in facts]
-    total = sum(p.numel() for p in lm.model.parameters())
-    before = evaluate(lm, facts)
+    sets = Sets(
+        invent(args.facts),
+        json.loads((DATA / "freeform_facts.json").read_text()),
+        json.loads((DATA / "locality_questions.json").read_text()),
+    )
     config = C.TrainConfig(rank=args.rank, steps=args.steps, lr=args.lr)
-    memories, report = C.train_memories(lm, texts, config, _progress("side-GLU"))
-    sm.attach(lm.model, "bench", memories)
-    after = evaluate(lm, facts)
-    sm.detach(lm.model, "bench")
-    result: dict[str, object] = {
-        "facts": args.facts,
-        "device": lm.device,
+    parts = args.parts.split(",")
+    result: dict[str, Any] = {
         "model": lm.path.name,
-        "layers": list(report.layers),
-        "examples": report.examples,
+        "device": lm.device,
+        "threads": torch.get_num_threads(),
+        "facts": args.facts,
+        "freeform_memories": len(sets.freeform),
+        "held_out_wordings": list(HELD_OUT),
         "config": dataclasses.asdict(config),
-        "before": before,
-        "side_glu": _summary(after, before, report, total),
     }
-    if not args.no_lora:
-        d, i = lm.model.config.hidden_size, lm.model.config.intermediate_size
-        lora_rank = max(1, round(report.trainable_parameters / (len(report.layers) * 3 * (d + i))))
-        same_steps = dataclasses.replace(
-            config, steps=report.steps, lr=args.lora_lr, target_loss=0.0, patience=report.steps
-        )
-        model, lora_report = train_lora(lm, texts, report.layers, lora_rank, same_steps)
-        result["lora"] = {
-            **_summary(evaluate(lm, facts), before, lora_report, total),
-            "rank": lora_rank,
-            "lr": args.lora_lr,
-        }
-        model.unload()  # type: ignore[attr-defined]
+    for part in ("facts", "freeform"):
+        if part in parts:
+            result[part] = run_set(lm, sets, part, config, args)
+    if "prompt" in parts:
+        result["facts_in_prompt"] = facts_in_prompt(lm, sets)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

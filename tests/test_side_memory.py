@@ -51,7 +51,8 @@ def test_principled_init_is_an_exact_no_op(lm: LanguageModel) -> None:
     host = sm.host_mlp(sm.decoder_layers(lm.model)[10])
     memory = sm.principled_memory(host, _activations(lm, 10), rank=8)
     assert torch.count_nonzero(memory.V) == 0
-    torch.testing.assert_close(memory.G.norm(dim=0), torch.ones(8))
+    assert memory.key_norm == pytest.approx(sm.key_norm_for(host)) and memory.key_norm > 1
+    torch.testing.assert_close(memory.G.norm(dim=0), torch.full((8,), memory.key_norm))
     expected_tau = float(host.down_proj.weight.detach().norm(dim=0).mean()) / 8
     assert float(memory.tau) == pytest.approx(expected_tau)
     sm.attach(lm.model, "noop", {10: memory})

@@ -18,7 +18,10 @@ class TrainConfig:
             and two thirds of the way up).
         steps: most optimizer steps.
         batch_size: training examples per step (shuffled each epoch).
-        lr: AdamW learning rate at the start; it decays to 0 on a cosine over ``steps``.
+        lr: AdamW learning rate of the value vectors at the start; it decays
+            to 0 on a cosine over ``steps``.
+        key_lr: the same for the gate and key vectors, which start as copies
+            of the host's own units and are clipped to norm 1.
         locality_weight: weight of the KL term on general text.
         locality_batch: general-text lines in the KL term per step.
         target_loss: stop once an epoch's mean task loss falls below this.
@@ -33,8 +36,9 @@ class TrainConfig:
     steps: int = 300
     batch_size: int = 32
     lr: float = 5e-2
-    locality_weight: float = 0.5
-    locality_batch: int = 4
+    key_lr: float = 5e-3
+    locality_weight: float = 3.0
+    locality_batch: int = 8
     target_loss: float = 0.05
     patience: int = 3
     seed: int = 0
@@ -44,5 +48,5 @@ class TrainConfig:
         for name in ("rank", "steps", "batch_size", "locality_batch", "patience"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"{name}={getattr(self, name)}; allowed: >= 1")
-        if self.lr <= 0 or self.locality_weight < 0:
-            raise InvalidInputError("lr must be > 0 and locality_weight >= 0")
+        if self.lr <= 0 or self.key_lr <= 0 or self.locality_weight < 0:
+            raise InvalidInputError("lr and key_lr must be > 0 and locality_weight >= 0")

@@ -7,9 +7,10 @@ For a chosen decoder layer with a gated FFN ``down(silu(gate(a)) * up(a))``
 
 Principled init: score the host's intermediate units by mean
 ``|SiLU(W_gate a) * (W_up a)|`` over the text to be memorized, copy the top-r
-rows of ``W_gate`` / ``W_up`` (row-normalized) into ``G`` / ``K``, and set
-``V = 0`` so the memory starts as an exact no-op. Row norms are clipped to at
-most 1. Permanentize appends ``G``, ``K`` and ``tau * V`` as new intermediate
+rows of ``W_gate`` / ``W_up`` into ``G`` / ``K``, scaled to the host's mean row
+norm, and set ``V = 0`` so the memory starts as an exact no-op. Row norms are
+clipped to at most that mean (``key_norm``), so a memory unit is as sharp as
+a host unit and no sharper. Permanentize appends ``G``, ``K`` and ``tau * V`` as new intermediate
 units of the host (exact); layers without a memory get zero units, so every
 layer keeps one intermediate size and plain transformers loads the result.
 """
@@ -44,6 +45,7 @@ class SideGLU(nn.Module):
         self.V = nn.Parameter(torch.zeros(rank, d_model))
         self.register_buffer("tau", torch.tensor(float(tau)))
         self.backend = backend
+        self.key_norm = 1.0
 
     @property
     def rank(self) -> int:
@@ -56,16 +58,18 @@ class SideGLU(nn.Module):
         return out
 
     @torch.no_grad()
-    def clip_rows_(self, max_norm: float = 1.0) -> None:
-        """Clip each unit's gate and key vectors (columns of ``G``, ``K``) to norm ``<= max_norm``.
+    def clip_rows_(self, max_norm: float | None = None) -> None:
+        """Clip each unit's gate and key vectors (columns of ``G``, ``K``) to norm
+        ``<= max_norm`` (default ``key_norm``).
 
         The value vectors are left free: ``tau`` already puts the output on the
         host's scale, and clipping them too kept the memory from storing
         anything (measured: loss stuck at 5.7 on 4 facts vs 0.6 without).
         """
+        bound = self.key_norm if max_norm is None else max_norm
         for weight in (self.G, self.K):
-            norms = weight.norm(dim=0, keepdim=True).clamp_min(max_norm)
-            weight.mul_(max_norm / norms)
+            norms = weight.norm(dim=0, keepdim=True).clamp_min(bound)
+            weight.mul_(bound / norms)
 
 
 class MemoryMLP(nn.Module):
@@ -133,10 +137,23 @@ def principled_memory(
         raise InvalidInputError(f"rank={rank} exceeds the host's {scores.shape[0]} units")
     top = torch.topk(scores, rank).indices
     memory = SideGLU(a.shape[-1], rank, tau_for(host, rank), backend)
+    memory.key_norm = key_norm_for(host)
     gate, up = host.gate_proj.weight[top], host.up_proj.weight[top]  # [r, d]
-    memory.G.copy_((gate / gate.norm(dim=1, keepdim=True).clamp_min(1e-12)).t())
-    memory.K.copy_((up / up.norm(dim=1, keepdim=True).clamp_min(1e-12)).t())
+    for param, rows in ((memory.G, gate), (memory.K, up)):
+        unit = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        param.copy_(unit.t() * memory.key_norm)
     return memory.to(host.gate_proj.weight.device)
+
+
+def key_norm_for(host: Any) -> float:
+    """The mean norm of the host's gate and up rows: the bound on a memory unit's vectors.
+
+    Measured at 30 facts: clipped to 1 instead (about a quarter of the host's
+    ~4.5), the memory units stayed in SiLU's near-linear range and learned
+    values slowly (loss 0.22 after 150 steps).
+    """
+    rows = torch.cat([host.gate_proj.weight, host.up_proj.weight]).detach().norm(dim=1)
+    return float(rows.mean())
 
 
 def attach(model: Any, name: str, memories: dict[int, SideGLU]) -> None:

@@ -13,7 +13,6 @@ when the epoch loss reaches a target or stops improving.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,13 +22,14 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from memos.activation.tier import BLOCK_HEADER, prefix_messages
 from memos.errors import InvalidInputError
 from memos.lm import LanguageModel
+from memos.parametric import questions
 from memos.parametric import side_memory as sm
 from memos.parametric.config import TrainConfig
 
 Example = tuple[list[int], list[int]]  # token ids, labels (-100 outside the target)
-_STATEMENT = re.compile(r"^(?P<subject>.+?)\s+is\s+(?P<value>.+?)[.!]?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -44,25 +44,30 @@ class TrainReport:
     examples: int
 
 
-def training_pairs(text: str, ask: Callable[[str], str] | None = None) -> list[tuple[str, str]]:
+def training_pairs(
+    text: str, ask: Callable[[str, int], str] | None = None
+) -> list[tuple[str, str]]:
     """(prompt, target) pairs for one memory; the loss falls on the target only.
 
     A statement ``<subject> is <value>`` gives its cue form (the statement
-    itself, with the loss on the value), a question form, and, when ``ask``
-    renders a user question as the model's chat prompt, a chat form answered
-    with the whole statement. Any other text is learned as plain language
-    modelling.
+    itself, with the loss on the value) and a plain question form; any other
+    text is learned as plain language modelling. When ``ask(question, i)``
+    renders the ``i``-th user question as the model's chat prompt, every
+    training question of :func:`memos.parametric.questions.training_questions`
+    is added, answered in the agent's voice.
     """
-    match = _STATEMENT.match(text.strip())
-    if not match:
-        return [("", text)]
-    subject, value = match["subject"], match["value"]
-    pairs = [
-        (f"{subject} is", f" {value}."),
-        (f"Question: What is {subject}?\nAnswer:", f" {value}."),
-    ]
+    parsed = questions.statement(text)
+    if parsed is None:
+        pairs = [("", text)]
+    else:
+        subject, value = parsed
+        pairs = [
+            (f"{subject} is", f" {value}."),
+            (f"Question: What is {subject}?\nAnswer:", f" {value}."),
+        ]
     if ask is not None:
-        pairs.append((ask(f"What is {subject}?"), f"{subject} is {value}."))
+        asked = questions.training_questions(text)
+        pairs += [(ask(q.prompt, i), q.reply) for i, q in enumerate(asked)]
     return pairs
 
 
@@ -91,11 +96,13 @@ def train_memories(
         raise InvalidInputError(f"layers {layers} out of range 0..{lm.layers - 1}")
     examples = encode_examples(lm, texts)
     memories = _init(lm, examples, layers, config)
-    params = [p for memory in memories.values() for p in memory.parameters()]
+    keys = [p for m in memories.values() for p in (m.G, m.K)]
+    values = [m.V for m in memories.values()]
+    groups = [{"params": values, "lr": config.lr}, {"params": keys, "lr": config.key_lr}]
     name = "__training__"
     sm.attach(lm.model, name, memories)
     try:
-        report = fit(lm, params, examples, config, tuple(memories), progress, _clipper(memories))
+        report = fit(lm, groups, examples, config, tuple(memories), progress, _clipper(memories))
     finally:
         sm.detach(lm.model, name)
     return memories, report
@@ -115,11 +122,21 @@ def _clipper(memories: dict[int, sm.SideGLU]) -> Callable[[], None]:
     return clip
 
 
-def _chat_prompt(lm: LanguageModel) -> Callable[[str], str] | None:
-    """Renders a user question as the model's chat prompt, if it has a chat template."""
+def _chat_prompt(lm: LanguageModel) -> Callable[[str, int], str] | None:
+    """Renders a user question as the model's chat prompt, if it has a chat template.
+
+    Every other question gets the memory block's header as its system turn, the
+    way ``chat`` asks once the memory has left the prompt; the rest get the
+    template's default, the way a bare chat asks.
+    """
     if not getattr(lm.tokenizer, "chat_template", None):
         return None
-    return lambda question: lm.chat_text([{"role": "user", "content": question}], True)
+
+    def ask(question: str, i: int) -> str:
+        system = prefix_messages(BLOCK_HEADER) if i % 2 else []
+        return lm.chat_text([*system, {"role": "user", "content": question}], True)
+
+    return ask
 
 
 def _init(
@@ -138,7 +155,11 @@ def _init(
             for chunk in _chunks(examples, config.batch_size):
                 batch = _collate(lm, chunk)
                 lm.model(input_ids=batch["ids"], attention_mask=batch["mask"])
-                masks.append(batch["mask"].bool())
+                # Score units where the answer is produced: the positions whose
+                # next token is a target (not the shared chat-template tokens).
+                answers = torch.zeros_like(batch["mask"], dtype=torch.bool)
+                answers[:, :-1] = batch["labels"][:, 1:] != -100
+                masks.append(answers)
     finally:
         for handle in handles:
             handle.remove()
@@ -152,7 +173,7 @@ def _init(
 
 def fit(
     lm: LanguageModel,
-    params: Sequence[torch.nn.Parameter],
+    params: Sequence[torch.nn.Parameter] | Sequence[dict[str, Any]],
     examples: list[Example],
     config: TrainConfig,
     layers: tuple[int, ...],
@@ -161,15 +182,20 @@ def fit(
 ) -> TrainReport:
     """Train ``params`` (already inside ``lm.model``) on ``examples``; the rest stays frozen.
 
+    ``params`` is a list of parameters (trained at ``config.lr``) or of
+    optimizer parameter groups, each with its own ``lr``.
+
     Minibatches of ``config.batch_size`` examples, the task loss plus the
     locality KL to the model as it is at the start, AdamW, early stopping
     on the epoch loss. Also used to train the LoRA baseline of the benchmark.
     """
+    groups = [g if isinstance(g, dict) else {"params": [g]} for g in params]
+    trained = [p for group in groups for p in group["params"]]
     for p in lm.model.parameters():
         p.requires_grad_(False)
-    for p in params:
+    for p in trained:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.0)
     # Cosine decay over the step budget: a constant lr of 0.05 left the loss
     # bouncing on a plateau (measured: 0.44 after 330 steps at 100 facts).
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
@@ -201,13 +227,13 @@ def fit(
         best = min(best, epoch_loss)
         if epoch_loss < config.target_loss or idle >= config.patience:
             break
-    for p in params:
+    for p in trained:
         p.requires_grad_(False)
     return TrainReport(
         steps=step,
         final_loss=epoch_loss,
         seconds=time.perf_counter() - start,
-        trainable_parameters=sum(p.numel() for p in params),
+        trainable_parameters=sum(p.numel() for p in trained),
         layers=layers,
         examples=len(examples),
     )

@@ -1,0 +1,168 @@
+"""Question forms of a memory, made from its own text (no language model call).
+
+An agent is asked questions; it never completes a cue. So a memory is learned
+in the shapes it will be asked in: several question wordings, rendered as the
+model's chat prompt, each answered in the agent's voice (``my`` becomes
+``your``), with the loss on the answer only.
+
+Two kinds of memory text are understood:
+
+- a statement ``<subject> is <value>`` ("My sister's name is Ilse."): the
+  questions ask for the subject, the answer is the value;
+- anything else ("I moved to Porto in May."): its salient spans (capitalised
+  words after the first, words with digits; failing those, its last content
+  word, where English puts new information) are the answers, asked for by
+  cloze and topic questions.
+
+The wordings used for training (:data:`ASK`) and the wordings used to check an
+adapter after training (:data:`CHECK`) never overlap, so a check measures
+whether the memory answers questions it was not trained on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_STATEMENT = re.compile(r"^(?P<subject>.+?)\s+(?:is|are|was|were)\s+(?P<value>.+?)[.!]?$", re.I)
+_SPAN = re.compile(r"\b(?:[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*|\w*\d[\w:./-]*)")
+_VOICE = {
+    "i": "you",
+    "me": "you",
+    "my": "your",
+    "mine": "yours",
+    "myself": "yourself",
+    "i'm": "you're",
+    "i've": "you've",
+    "i'll": "you'll",
+    "i'd": "you'd",
+    "we": "you",
+    "us": "you",
+    "our": "your",
+    "ours": "yours",
+    "we're": "you're",
+    "we've": "you've",
+}
+
+# Words that start a sentence without being a name.
+_STARTERS = frozenset(
+    "a an the this that these those it there here on in at by for from to every each last next "
+    "yesterday today tomorrow tonight when after before since never always usually".split()
+)
+# Words that carry no answer.
+_FUNCTION_WORDS = _STARTERS | frozenset(
+    "and or but not no of with without about as is are was were be been do does did don't "
+    "can can't cannot will won't would should could have has had anything something nothing "
+    "very really much many some any all it its them they he she his her him me my i i'm you "
+    "your we our us one two up down out over off again too also just still ever".split()
+)
+
+# Training wordings for a statement's subject.
+ASK = (
+    "What is {subject}?",
+    "Do you know {subject}?",
+    "Can you tell me {subject}?",
+    "What's {subject}? I forgot.",
+    "Remind me: {subject}?",
+    "{subject}: what is it?",
+)
+# Held-out wordings, used only to check a trained adapter.
+CHECK = (
+    "I need {subject}, please.",
+    "Any idea what {subject} is?",
+)
+# Training wordings for other memories: a cloze and a topic question.
+CLOZE = "Fill in the blank from what I told you: {blank}"
+TOPIC = "What did I tell you about this: {topic}?"
+CHECK_CLOZE = "Finish this from memory: {blank}"
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question about a memory, the reply that answers it, and the span that must appear."""
+
+    prompt: str
+    reply: str
+    answer: str
+
+
+def statement(text: str) -> tuple[str, str] | None:
+    """``(subject, value)`` of a ``<subject> is <value>`` memory, else ``None``."""
+    match = _STATEMENT.match(text.strip())
+    if not match:
+        return None
+    return match["subject"].strip(), match["value"].strip()
+
+
+def agent_voice(text: str) -> str:
+    """The text as the agent says it back to the user (``I moved`` → ``You moved``)."""
+    out: list[str] = []
+    for word in text.split(" "):
+        core = word.rstrip(".,;:!?")
+        tail = word[len(core) :]
+        if core == "am" and out and out[-1].lower() == "you":
+            flipped: str | None = "are"
+        else:
+            flipped = _VOICE.get(core.lower())
+        if flipped is None:
+            out.append(word)
+            continue
+        out.append((flipped.capitalize() if core[:1].isupper() else flipped) + tail)
+    said = " ".join(out)
+    return said[:1].upper() + said[1:]
+
+
+def asked(subject: str) -> str:
+    """A subject as it sits inside a question (``My sister's name`` → ``my sister's name``)."""
+    first, _, rest = subject.partition(" ")
+    if first.lower() in _VOICE or first.lower() in _STARTERS:
+        return " ".join(filter(None, [first.lower(), rest]))
+    return subject
+
+
+def spans(text: str) -> list[str]:
+    """Salient spans of a free-form memory: names (capitalised words) and numbers."""
+    found: list[str] = []
+    for match in _SPAN.finditer(text):
+        span = match.group(0).strip().rstrip(".,;:!?")
+        first, _, rest = span.partition(" ")
+        if match.start() == 0 and (first.lower() in _VOICE or first.lower() in _FUNCTION_WORDS):
+            span = rest  # capitalised only by its position
+        if span and span.lower() not in _VOICE and span not in found:
+            found.append(span)
+    if not found:
+        words = [w.strip(".,;:!?") for w in text.split()]
+        content = [w for w in words if len(w) > 3 and w.lower() not in _FUNCTION_WORDS]
+        found = content[-1:]
+    return found
+
+
+def training_questions(text: str) -> list[Question]:
+    """The question forms a memory is trained on."""
+    parsed = statement(text)
+    if parsed is not None:
+        return _asking(parsed, ASK)
+    questions = []
+    for span in spans(text):
+        blank = text.strip().replace(span, "___", 1)
+        questions.append(Question(CLOZE.format(blank=blank), span, span))
+        topic = text.strip().rstrip(".!?").replace(span, "...", 1)
+        questions.append(Question(TOPIC.format(topic=topic), agent_voice(text.strip()), span))
+    return questions
+
+
+def check_questions(text: str) -> list[Question]:
+    """Held-out questions for checking a trained memory (none: it cannot be checked)."""
+    parsed = statement(text)
+    if parsed is not None:
+        return _asking(parsed, CHECK)
+    return [
+        Question(CHECK_CLOZE.format(blank=text.strip().replace(span, "___", 1)), span, span)
+        for span in spans(text)
+    ]
+
+
+def _asking(parsed: tuple[str, str], wordings: tuple[str, ...]) -> list[Question]:
+    subject, value = parsed
+    reply = f"{agent_voice(subject)} is {value}."
+    return [Question(w.format(subject=asked(subject)), reply, value) for w in wordings]
