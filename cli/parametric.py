@@ -30,9 +30,11 @@ def adapters_ls(
     if json_out:
         print_json([a.to_dict() for a in adapters])
         return
-    out = table(None, ["id", "cube", "layers", "rank", "items", "attached", "stale", "loss"])
+    columns = ["id", "cube", "layers", "rank", "items", "attached", "stale", "loss"]
+    out = table(None, [*columns, "recall", "held"])
     for a in adapters:
         loss = a.training.get("final_loss")
+        recall = "-" if a.question_recall is None else f"{a.question_recall:.0%}"
         out.add_row(
             a.id[:8],
             a.cube,
@@ -42,6 +44,8 @@ def adapters_ls(
             "yes" if a.attached else "no",
             a.stale_reason or ("yes" if a.stale else "no"),
             f"{loss:.3f}" if isinstance(loss, float) else "-",
+            recall,
+            str(len(a.held_items)),
         )
     console.print(out if adapters else "no adapters")
 
@@ -83,9 +87,11 @@ def adapters_train(
         print_json(info.to_dict())
         return
     t = info.training
+    recall = "-" if info.question_recall is None else f"{info.question_recall:.0%}"
     console.print(
         f"trained {info.id} on {info.items} memories: layers {info.layers}, rank {info.rank}, "
-        f"{t['steps']} steps, loss {t['final_loss']:.3f}, {t['seconds']:.0f} s",
+        f"{t['steps']} steps, loss {t['final_loss']:.3f}, {t['seconds']:.0f} s; "
+        f"held-out question recall {recall}, {len(info.held_items)} memories held",
         highlight=False,
     )
 

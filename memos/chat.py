@@ -5,14 +5,16 @@
 the user's turn is prefilled; without one, the best memories for the message
 are assembled as plaintext into the system turn and the whole prompt is
 prefilled. The cube's attached adapters are on the model either way (and then
-snapshots, made without them, are not used). Decoding is greedy.
+snapshots, made without them, are not used), and the memories they hold (see
+:meth:`memos.parametric.tier.ParametricTier.held_items`) are left out of the
+plaintext block: the weights answer for them. Decoding is greedy.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from memos.activation.snapshot import restore
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from memos.activation.tier import ActivationTier
     from memos.lm import LanguageModel
     from memos.parametric.tier import ParametricTier
+    from memos.records import ContextBlock
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Reply:
     new_tokens: int
     ttft_s: float
     total_s: float
+    context_items: list[str] = field(default_factory=list)  # ids read as plaintext
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,7 +50,7 @@ def chat(
     lm: LanguageModel,
     activation: ActivationTier,
     parametric: ParametricTier,
-    context: Callable[[str], str],
+    context: Callable[[str, frozenset[str]], ContextBlock],
     message: str,
     *,
     cube: str,
@@ -56,8 +60,9 @@ def chat(
 ) -> Reply:
     """Answer ``message`` with the cube's memories (see module docstring).
 
-    ``context(message)`` gives the plaintext memory block used when no
-    snapshot serves the cube.
+    ``context(message, leave_out)`` gives the plaintext memory block used when
+    no snapshot serves the cube, without the item ids in ``leave_out``; the
+    reply's ``context_items`` are the ids it held.
     """
     text = normalize_text(message)
     if max_new_tokens < 1:
@@ -68,16 +73,18 @@ def chat(
     adapters = parametric.sync(cube)
     start = time.perf_counter()
     found = activation.usable(cube) if use_snapshot and not adapters else None
+    context_items: list[str] = []
     if found is not None:
         info, snapshot = found
         block = activation.block_of(info.id)
         prefix_ids = snapshot.token_ids
         cache = restore(lm, snapshot)
     else:
-        found_text = context(text)
-        lines = found_text.splitlines()[1:]
-        block = "\n".join([BLOCK_HEADER, *lines]) if found_text else BLOCK_HEADER
+        found_block = context(text, parametric.held_items(cube))
+        lines = found_block.text.splitlines()[1:]
+        block = "\n".join([BLOCK_HEADER, *lines]) if found_block.text else BLOCK_HEADER
         prefix_ids, cache = [], None
+        context_items = [item.id for item in found_block.items]
     full = lm.chat_text([*prefix_messages(block), *turns], add_generation_prompt=True)
     head = prefix_text(lm, block)
     if prefix_ids and not full.startswith(head):
@@ -92,6 +99,7 @@ def chat(
         new_tokens=len(output),
         ttft_s=ttft,
         total_s=time.perf_counter() - start,
+        context_items=context_items,
     )
 
 

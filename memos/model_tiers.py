@@ -50,7 +50,13 @@ class ModelTiers:
         def iterate(
             self, *, cube: str = ..., filter: SearchFilter | Mapping[str, Any] | None = ...
         ) -> Iterator[MemoryRecord]: ...
-        def context(self, query: str, *, cube: str = ...) -> ContextBlock: ...
+        def context(
+            self,
+            query: str,
+            *,
+            cube: str = ...,
+            filter: SearchFilter | Mapping[str, Any] | None = ...,
+        ) -> ContextBlock: ...
 
     def __init__(self, core: Core) -> None:
         self.core = core
@@ -103,7 +109,9 @@ class ModelTiers:
             self.lm,
             self.activation,
             self.parametric,
-            lambda text: self.context(text, cube=cube).text,
+            lambda text, held: self.context(
+                text, cube=cube, filter=SearchFilter(exclude_ids=tuple(held))
+            ),
             message,
             cube=cube,
             history=history,

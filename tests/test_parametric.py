@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,13 +16,16 @@ from memos.client import Memos
 from memos.clock import ManualClock
 from memos.config import MemosConfig
 from memos.lm import LanguageModel
+from memos.parametric import questions
 from memos.parametric import side_memory as sm
+from memos.parametric.check import check_memories
 from memos.parametric.training import TrainConfig, epoch_batches, train_memories, training_pairs
 
 pytestmark = pytest.mark.real_model
 
 FACTS = ["Zorbil's favourite colour is amberine.", "Quenta Vash's home town is Torvak."]
-QUICK = {"rank": 4, "steps": 3, "layers": (10,), "backend": "reference"}
+QUICK: dict[str, Any] = {"rank": 4, "steps": 3, "layers": (10,), "backend": "reference"}
+LEARN: dict[str, Any] = {"rank": 8, "steps": 40, "layers": (10, 15), "backend": "reference"}
 
 
 @pytest.fixture
@@ -45,7 +50,7 @@ def test_training_pairs_have_cue_and_question_forms() -> None:
 
 
 def test_chat_models_also_learn_a_chat_form() -> None:
-    pairs = training_pairs("Zorbil's favourite colour is amberine.", ask=lambda q: f"<user>{q}")
+    pairs = training_pairs("Zorbil's favourite colour is amberine.", ask=lambda q, _: f"<user>{q}")
     chat = ("<user>What is Zorbil's favourite colour?", "Zorbil's favourite colour is amberine.")
     assert chat in pairs
 
@@ -107,11 +112,11 @@ def test_merge_saves_a_plain_model_with_the_adapter_inside(
     assert_close("merged logits", logits, with_adapter, atol=1e-4, rtol=1e-5)
 
 
-def test_trained_memories_recall_facts_from_their_cue(lm: LanguageModel) -> None:
+def test_trained_memories_recall_facts_from_cues_and_unseen_questions(lm: LanguageModel) -> None:
     before = _logits(lm)
-    config = TrainConfig(rank=8, steps=40, lr=5e-2, layers=(10, 15), backend="reference")
+    config = TrainConfig(**LEARN, target_loss=0.01)
     memories, report = train_memories(lm, FACTS, config)
-    assert report.examples == 6 and report.final_loss < 0.5
+    assert report.examples == 2 * (2 + len(questions.ASK)) and report.final_loss < 0.5
     assert torch.equal(_logits(lm), before)  # trained memories are not left attached
     sm.attach(lm.model, "test", memories)
     try:
@@ -122,6 +127,45 @@ def test_trained_memories_recall_facts_from_their_cue(lm: LanguageModel) -> None
             assert lm.tokenizer.decode(out).strip().startswith(value.rstrip("."))
     finally:
         sm.detach(lm.model, "test")
+    # held-out wordings, asked the way a chat asks once the memory left the prompt
+    checked = check_memories(lm, memories, [(str(i), f) for i, f in enumerate(FACTS)])
+    assert checked.questions == 2 * len(questions.CHECK)
+    assert checked.recall is not None and checked.recall >= 0.5
+
+
+def test_adapter_holds_its_memories_only_above_the_recall_threshold(mem: Memos) -> None:
+    question = "What is Zorbil's favourite colour?"
+    # Below: three steps teach nothing, so every memory stays in the prompt.
+    weak = mem.consolidate("facts", **QUICK)
+    assert weak.question_recall is not None and weak.question_recall < 0.5
+    assert weak.held_items == []
+    mem.parametric.attach(weak.id)
+    assert len(mem.chat(question, cube="facts", max_new_tokens=1).context_items) == 2
+    mem.parametric.detach(weak.id)
+    # Above: trained, it answers held-out questions about what it passed.
+    strong = mem.consolidate("facts", **LEARN)
+    assert strong.question_recall is not None and strong.question_recall >= 0.5
+    _threshold(mem, 0.0)
+    passed = mem.parametric.info(strong.id).held_items  # every memory fully answered
+    assert passed, "the trained adapter answers no held-out question"
+    _threshold(mem, strong.question_recall)
+    held = mem.parametric.info(strong.id).held_items
+    assert held == passed
+    mem.parametric.attach(strong.id)
+    reply = mem.chat(question, cube="facts", max_new_tokens=1)
+    assert not set(reply.context_items) & set(held)
+    assert mem.parametric.held_items("facts") == frozenset(held)
+    # The same adapter under a threshold it misses holds nothing.
+    _threshold(mem, min(1.0, strong.question_recall + 1e-6))
+    if strong.question_recall < 1.0:
+        assert mem.parametric.held_items("facts") == frozenset()
+        assert len(mem.chat(question, cube="facts", max_new_tokens=1).context_items) == 2
+
+
+def _threshold(mem: Memos, recall: float) -> None:
+    config = mem.core.config
+    policy = dataclasses.replace(config.scheduler, hold_min_recall=recall)
+    mem.core.config = dataclasses.replace(config, scheduler=policy)
 
 
 def test_bad_training_settings(mem: Memos) -> None:

@@ -11,7 +11,7 @@ import pytest
 from helpers import open_memos
 
 from memos.client import Memos
-from memos.errors import IndexRebuiltWarning
+from memos.errors import IndexRebuiltWarning, InvalidFilterError
 
 FACTS = [
     "Alice drinks green tea every morning",
@@ -82,6 +82,10 @@ def test_filters(mem: Memos) -> None:
     assert texts({"since": base + timedelta(days=5)}) == {"alpha note two", "alpha note three"}
     assert texts({"until": "2024-01-05"}) == {"alpha note one"}
     assert texts({"states": ["archived"]}) == set()
+    one = next(h.item.id for h in mem.search("alpha note one", k=1))
+    assert texts({"exclude_ids": [one]}) == {"alpha note two", "alpha note three"}
+    with pytest.raises(InvalidFilterError, match="exclude_ids"):
+        texts({"exclude_ids": [""]})
     for mode in ("dense", "keyword"):
         hits = mem.search("alpha note", k=10, filter={"user_id": "u2"}, mode=mode)
         assert {h.item.text for h in hits} == {"alpha note two"}

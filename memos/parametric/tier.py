@@ -14,7 +14,7 @@ import json
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +40,14 @@ KIND = "adapter"
 
 @dataclass(frozen=True)
 class AdapterInfo:
-    """A registered adapter as the SDK and CLI report it."""
+    """A registered adapter as the SDK and CLI report it.
+
+    ``question_recall`` is the share of held-out questions about its sources it
+    answered after training (``None``: none could be asked). When it reaches
+    ``config.scheduler.hold_min_recall``, ``held_items`` lists the sources it
+    answered every question about: chats with the adapter attached leave them
+    out of the prompt. Below the threshold, every source stays in the prompt.
+    """
 
     id: str
     cube: str
@@ -55,6 +62,8 @@ class AdapterInfo:
     model_fingerprint: str
     created_at: datetime
     training: dict[str, Any]
+    question_recall: float | None = None
+    held_items: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -93,6 +102,7 @@ class ParametricTier:
         ``adapter_id`` names the adapter (a scheduler job passes a fixed one, so
         a retried job rewrites the same file); ``reason`` goes in its event.
         """
+        from memos.parametric.check import check_memories
         from memos.parametric.training import train_memories
 
         cube_row = self.core.cube(cube)
@@ -102,6 +112,7 @@ class ParametricTier:
         config = config or TrainConfig()
         lm = self.core.lm
         memories, report = train_memories(lm, [r.text for r in records], config, progress)
+        check = check_memories(lm, memories, [(r.id, r.text) for r in records])
         adapter_id = adapter_id or str(uuid.uuid4())
         path = self.folder / cube_row.id / f"{adapter_id}.safetensors"
         sha, size = _save(memories, path, lm.fingerprint, records)
@@ -112,6 +123,7 @@ class ParametricTier:
             "items": len(records),
             "attached": False,
             "training": training,
+            "check": check.to_dict(),
         }
         artifacts.register(
             self.core.db,
@@ -125,7 +137,12 @@ class ParametricTier:
                 reason=reason,
                 from_tier="plaintext",
                 to_tier="parametric",
-                details={"adapter": adapter_id, "items": len(records), **training},
+                details={
+                    "adapter": adapter_id,
+                    "items": len(records),
+                    "question_recall": check.recall,
+                    **training,
+                },
             ),
         )
         return self.info(adapter_id)
@@ -133,8 +150,9 @@ class ParametricTier:
     def adapters(self, cube: str | None = None) -> list[AdapterInfo]:
         """Adapters of a cube (all cubes when ``None``), newest first."""
         cube_pk = self.core.cube(cube).pk if cube is not None else None
-        home = self.core.config.home
-        return [_info(a, name, home) for a, name in artifacts.rows(self.core.db, KIND, cube_pk)]
+        home, hold = self.core.config.home, self.core.config.scheduler.hold_min_recall
+        rows = artifacts.rows(self.core.db, KIND, cube_pk)
+        return [_info(a, name, home, hold) for a, name in rows]
 
     def info(self, adapter_id: str) -> AdapterInfo:
         for adapter in self.adapters():
@@ -176,6 +194,17 @@ class ParametricTier:
             if adapter_id not in self._on_model:
                 self._load_onto_model(info)
         return sorted(self._on_model)
+
+    def held_items(self, cube: str) -> frozenset[str]:
+        """Ids of the memories the cube's adapters on the model hold well enough to
+        leave out of a chat's prompt (see :attr:`AdapterInfo.held_items`)."""
+        on_model = self._on_model
+        return frozenset(
+            item
+            for a in self.adapters(cube)
+            if a.id in on_model and a.attached and not a.stale
+            for item in a.held_items
+        )
 
     def merge(self, adapter_ids: Sequence[str], out: Path) -> Path:
         """Merge adapters into a copy of the model saved at ``out`` (plain transformers)."""
@@ -287,9 +316,12 @@ def _report(report: TrainReport) -> dict[str, Any]:
     return data
 
 
-def _info(artifact: Artifact, cube_name: str, home: Path) -> AdapterInfo:
+def _info(artifact: Artifact, cube_name: str, home: Path, hold_min_recall: float) -> AdapterInfo:
     meta = artifact.meta or {}
     path = artifacts.locate(home, artifact.path)
+    check = meta.get("check") or {}
+    recall = check.get("recall")
+    held = list(check.get("passed", [])) if recall is not None and recall >= hold_min_recall else []
     return AdapterInfo(
         id=artifact.id,
         cube=cube_name,
@@ -304,4 +336,6 @@ def _info(artifact: Artifact, cube_name: str, home: Path) -> AdapterInfo:
         model_fingerprint=artifact.model_fingerprint,
         created_at=artifact.created_at,
         training=dict(meta.get("training") or {}),
+        question_recall=recall,
+        held_items=held,
     )

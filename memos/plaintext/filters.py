@@ -32,6 +32,8 @@ class SearchFilter:
         since, until: bounds (inclusive) on when the memory happened: its
             event time, or its creation time when it has none.
         metadata: metadata keys that must equal these scalar values.
+        exclude_ids: item ids to leave out (a chat leaves out what its
+            attached adapters hold).
     """
 
     user_id: str | None = None
@@ -44,6 +46,7 @@ class SearchFilter:
     since: datetime | None = None
     until: datetime | None = None
     metadata: tuple[tuple[str, Scalar], ...] = ()
+    exclude_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_strings(self)
@@ -54,6 +57,7 @@ class SearchFilter:
         if self.since and self.until and self.since > self.until:
             raise InvalidFilterError(f"since ({self.since}) is after until ({self.until})")
         object.__setattr__(self, "metadata", _metadata(self.metadata))
+        object.__setattr__(self, "exclude_ids", _ids(self.exclude_ids))
 
     @classmethod
     def from_value(cls, value: SearchFilter | Mapping[str, Any] | None) -> SearchFilter:
@@ -86,6 +90,8 @@ class SearchFilter:
         if self.until is not None:
             conds.append(when <= self.until)
         conds.extend(_metadata_condition(key, value) for key, value in self.metadata)
+        if self.exclude_ids:
+            conds.append(Item.id.not_in(self.exclude_ids))
         if self.tags:
             tagged = (
                 select(ItemTag.item_pk)
@@ -106,6 +112,16 @@ def _check_strings(flt: SearchFilter) -> None:
         value = getattr(flt, name)
         if value is not None:
             check_string(value, f"filter {name}", error=InvalidFilterError)
+
+
+def _ids(value: Any) -> tuple[str, ...]:
+    try:
+        ids = (value,) if isinstance(value, str) else tuple(value)
+    except TypeError:
+        raise InvalidFilterError(f"filter exclude_ids must be a list, got {value!r}") from None
+    if not all(isinstance(i, str) and i for i in ids):
+        raise InvalidFilterError(f"filter exclude_ids must be non-empty strings, got {value!r}")
+    return tuple(sorted(set(ids)))
 
 
 def _tags(value: Any) -> tuple[str, ...]:

@@ -106,6 +106,7 @@ class FilterIn(_Body):
     since: When | None = None
     until: When | None = None
     metadata: dict[str, Scalar] | None = None
+    exclude_ids: list[str] | None = Field(default=None, max_length=10_000)
 
     def to_filter(self) -> SearchFilter:
         return SearchFilter.from_value(self.fields())
