@@ -77,6 +77,7 @@ PERPLEXITY_TEXT = [
     "Most people sleep better in a cool, dark and quiet room.",
 ]
 REPLY_TOKENS = 20
+BATCH = 32
 
 Fact = tuple[str, str, str]  # entity, attribute, value
 
@@ -132,11 +133,34 @@ def contains(reply: str, answers: list[str]) -> bool:
     return any(re.search(r"(?<!\w)" + re.escape(a.lower()) + r"(?!\w)", text) for a in answers)
 
 
-def ask(lm: LanguageModel, question: str) -> tuple[str, int]:
-    """The greedy chat reply to ``question`` with no memory in the prompt, and the prompt size."""
-    ids = lm.encode(lm.chat_text([{"role": "user", "content": question}], True))
-    out, _ = greedy(lm, ids, None, REPLY_TOKENS, 0.0)
-    return lm.tokenizer.decode(out, skip_special_tokens=True), len(ids)
+def ask_all(lm: LanguageModel, questions: list[str]) -> list[tuple[str, int]]:
+    """Greedy chat replies to ``questions`` with no memory in the prompt, and the prompt sizes.
+
+    Decoded in left-padded batches of like length with ``generate``; the
+    prompts are exactly what ``Memos.chat`` would send without memories.
+    """
+    prompts = [lm.encode(lm.chat_text([{"role": "user", "content": q}], True)) for q in questions]
+    pad = lm.tokenizer.pad_token_id or 0
+    stops = [lm.tokenizer.eos_token_id, lm.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    replies: dict[int, str] = {}
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for start in range(0, len(order), BATCH):
+        rows = order[start : start + BATCH]
+        width = max(len(prompts[i]) for i in rows)
+        ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in rows])
+        mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in rows])
+        with torch.inference_mode():
+            out = lm.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=REPLY_TOKENS,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=stops,
+            )
+        for row, i in enumerate(rows):
+            replies[i] = lm.tokenizer.decode(out[row, width:], skip_special_tokens=True)
+    return [(replies[i], len(prompts[i])) for i in range(len(prompts))]
 
 
 def cue_recall(lm: LanguageModel, facts: list[Fact]) -> float:
@@ -159,19 +183,21 @@ def perplexity(lm: LanguageModel) -> float:
 
 
 def locality(lm: LanguageModel, sets: Sets) -> list[bool]:
-    return [contains(ask(lm, q["question"])[0], q["answers"]) for q in sets.locality]
+    replies = ask_all(lm, [q["question"] for q in sets.locality])
+    return [
+        contains(reply, q["answers"]) for (reply, _), q in zip(replies, sets.locality, strict=True)
+    ]
 
 
 def score(
-    answer: Callable[[str], tuple[str, int]], sets: Sets, parts: tuple[str, ...]
+    answer: Callable[[list[str]], list[tuple[str, int]]], sets: Sets, parts: tuple[str, ...]
 ) -> dict[str, Any]:
     """Question recall per part (held-out wordings, free-form) and mean prompt tokens."""
     hits: dict[str, list[bool]] = {}
     tokens = []
-    for part, question, value in sets.questions():
-        if not part.startswith(parts):
-            continue
-        reply, size = answer(question)
+    asked = [q for q in sets.questions() if q[0].startswith(parts)]
+    replies = answer([question for _, question, _ in asked])
+    for (part, _, value), (reply, size) in zip(asked, replies, strict=True):
         hits.setdefault(part, []).append(contains(reply, [value]))
         tokens.append(size)
     held = [statistics.mean(h) for p, h in sorted(hits.items()) if p.startswith("held_out")]
@@ -187,7 +213,9 @@ def evaluate(
     lm: LanguageModel, sets: Sets, part: str, base: dict[str, Any] | None
 ) -> dict[str, Any]:
     """The scores of the model as it is now on one memory set (``facts`` or ``freeform``)."""
-    result = score(lambda q: ask(lm, q), sets, ("held_out",) if part == "facts" else ("freeform",))
+    result = score(
+        lambda qs: ask_all(lm, qs), sets, ("held_out",) if part == "facts" else ("freeform",)
+    )
     if part == "facts":
         result["cue_recall"] = cue_recall(lm, sets.facts)
     right = locality(lm, sets)
@@ -210,12 +238,15 @@ def facts_in_prompt(lm: LanguageModel, sets: Sets) -> dict[str, Any]:
         mem.add_many(sets.fact_texts, cube="facts")
         mem.add_many(sets.freeform_texts, cube="freeform")
 
-        def answer(cube: str) -> Callable[[str], tuple[str, int]]:
-            def reply(question: str) -> tuple[str, int]:
-                got = mem.chat(question, cube=cube, max_new_tokens=REPLY_TOKENS, use_snapshot=False)
-                return got.text, got.prompt_tokens
+        def answer(cube: str) -> Callable[[list[str]], list[tuple[str, int]]]:
+            def replies(questions: list[str]) -> list[tuple[str, int]]:
+                got = [
+                    mem.chat(q, cube=cube, max_new_tokens=REPLY_TOKENS, use_snapshot=False)
+                    for q in questions
+                ]
+                return [(r.text, r.prompt_tokens) for r in got]
 
-            return reply
+            return replies
 
         facts = score(answer("facts"), sets, ("held_out",))
         freeform = score(answer("freeform"), sets, ("freeform",))
