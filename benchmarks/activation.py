@@ -8,10 +8,18 @@ of several repeats):
   user's turn, pick the first token (steady state: the file's SHA-256 is
   checked on first use in a process, reported separately as first use);
 - TTFT with a full prefill of the same prompt;
+- the floor: a forward pass of only the user's turn with no cache, which is
+  the least a snapshot can cost, and the ratio of the snapshot's TTFT to it
+  (steady and first use);
+- the same through ``Memos.chat`` (``--chat-sizes``): a temporary home with
+  memories, ``build_snapshot``, then ``reply.ttft_s`` of
+  ``mem.chat(..., max_new_tokens=1)`` against a forward of the same user-turn
+  tokens with no cache, interleaved in the same process;
 - bytes per token and load time of the snapshot (fp32 and fp16), and what
   fp16 storage does to the first-token logits (max abs difference).
 
-Usage: ``python benchmarks/activation.py [--sizes 256,1024,2048] [--repeats 5]``.
+Usage: ``python benchmarks/activation.py [--sizes 256,1024,2048] [--chat-sizes 1024,2048]
+[--repeats 5]``.
 Results go to ``benchmarks/results/activation.json``.
 """
 
@@ -24,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from plaintext import make_texts
 
 from memos.activation import snapshot as kv_snapshot
-from memos.activation.tier import block_text, prefix_text
+from memos.activation.tier import block_text, prefix_messages, prefix_text
 from memos.chat import greedy
+from memos.client import Memos
 from memos.config import MemosConfig
 from memos.lm import LanguageModel, load_lm
 
@@ -69,33 +79,38 @@ def measure(lm: LanguageModel, tokens: int, repeats: int, folder: Path) -> dict[
     half_path = folder / f"kv-{tokens}-fp16.safetensors"
     half_sha, half_size = kv_snapshot.save(half, half_path)
 
+    floor_first = _timed(lambda: greedy(lm, suffix, None, 1, 0.0))
     start = time.perf_counter()
     greedy(
         lm, suffix, kv_snapshot.restore(lm, kv_snapshot.load(path, sha, lm.fingerprint)), 1, start
     )
     first_use = time.perf_counter() - start  # includes the SHA-256 check of the file
-    cached_s, full_s, load_s = [], [], []
+    cached_s, full_s, load_s, floor_s = [], [], [], []
     for _ in range(repeats):
         start = time.perf_counter()
         loaded = kv_snapshot.load(path, sha, lm.fingerprint)
         load_s.append(time.perf_counter() - start)
         greedy(lm, suffix, kv_snapshot.restore(lm, loaded), 1, start)
         cached_s.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        greedy(lm, prefix + suffix, None, 1, start)
-        full_s.append(time.perf_counter() - start)
+        floor_s.append(_timed(lambda: greedy(lm, suffix, None, 1, 0.0)))
+        full_s.append(_timed(lambda: greedy(lm, prefix + suffix, None, 1, 0.0)))
 
     reference = first_logits(lm, prefix + suffix)
     from_fp32 = first_logits(lm, suffix, kv_snapshot.restore(lm, snapshot))
     loaded_half = kv_snapshot.load(half_path, half_sha, lm.fingerprint)
     from_fp16 = first_logits(lm, suffix, kv_snapshot.restore(lm, loaded_half))
     cached, full = statistics.median(cached_s), statistics.median(full_s)
+    floor = statistics.median(floor_s)
     return {
         "block_tokens": len(prefix),
         "question_tokens": len(suffix),
         "ttft_snapshot_ms": cached * 1000,
         "ttft_snapshot_first_use_ms": first_use * 1000,
         "ttft_prefill_ms": full * 1000,
+        "floor_ms": floor * 1000,
+        "ratio": cached / floor,
+        "first_use_ratio": first_use / floor,
+        "first_use_floor_ms": floor_first * 1000,
         "speedup": full / cached,
         "snapshot_load_ms": statistics.median(load_s) * 1000,
         "bytes_per_token_fp32": size / len(prefix),
@@ -106,11 +121,61 @@ def measure(lm: LanguageModel, tokens: int, repeats: int, folder: Path) -> dict[
     }
 
 
+def measure_chat(lm: LanguageModel, tokens: int, repeats: int, home: Path) -> dict[str, object]:
+    """``Memos.chat`` from a snapshot of about ``tokens`` tokens against its floor."""
+    mem = Memos(MemosConfig(home=home), lm=lm)
+    try:
+        mem.add_many(make_texts(tokens // 8), cube="bench")
+        info = mem.build_snapshot("bench", max_tokens=tokens)
+        block = mem.activation.block_of(info.id)
+        full = lm.chat_text([*prefix_messages(block), {"role": "user", "content": QUESTION}], True)
+        suffix = lm.encode(full[len(prefix_text(lm, block)) :])
+        floor_first = _timed(lambda: greedy(lm, suffix, None, 1, 0.0))
+        first = mem.chat(QUESTION, cube="bench", max_new_tokens=1)  # hashes the file
+        ttft_s, floor_s = [], []
+        for _ in range(repeats):
+            reply = mem.chat(QUESTION, cube="bench", max_new_tokens=1)
+            assert reply.snapshot_id == info.id and reply.cached_tokens == info.tokens
+            assert reply.prompt_tokens - reply.cached_tokens == len(suffix)
+            ttft_s.append(reply.ttft_s)
+            floor_s.append(_timed(lambda: greedy(lm, suffix, None, 1, 0.0)))
+    finally:
+        mem.close()
+    ttft, floor = statistics.median(ttft_s), statistics.median(floor_s)
+    return {
+        "block_tokens": info.tokens,
+        "question_tokens": len(suffix),
+        "chat_ttft_ms": ttft * 1000,
+        "floor_ms": floor * 1000,
+        "ratio": ttft / floor,
+        "chat_ttft_first_use_ms": first.ttft_s * 1000,
+        "first_use_ratio": first.ttft_s / floor,
+        "first_use_floor_ms": floor_first * 1000,
+    }
+
+
+def _timed(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def _table(rows: list[dict[str, object]], columns: list[str]) -> None:
+    print(" | ".join(columns))
+    for row in rows:
+        print(
+            " | ".join(
+                f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns
+            )
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--sizes", default="256,1024,2048")
+    parser.add_argument("--chat-sizes", default="1024,2048", help="'' to skip Memos.chat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--lm", default="default", help="'default' or a transformers folder")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "activation.json"))
@@ -119,7 +184,12 @@ def main() -> None:
         home = Path(scratch)
         lm = load_lm(args.lm, MemosConfig.from_env().home)
         greedy(lm, lm.encode("warm up"), None, 1, time.perf_counter())
-        rows = [measure(lm, int(n), args.repeats, home) for n in args.sizes.split(",")]
+        rows = [measure(lm, int(n), args.repeats, home) for n in args.sizes.split(",") if n]
+        chat_rows = [
+            measure_chat(lm, int(n), args.repeats, home / f"chat-{n}")
+            for n in args.chat_sizes.split(",")
+            if n
+        ]
     device = (
         torch.cuda.get_device_name()
         if lm.device.startswith("cuda")
@@ -131,26 +201,39 @@ def main() -> None:
         "device_name": device,
         "threads": torch.get_num_threads(),
         "results": rows,
+        "chat": chat_rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    columns = [
-        "block_tokens",
-        "ttft_prefill_ms",
-        "ttft_snapshot_ms",
-        "speedup",
-        "ttft_snapshot_first_use_ms",
-        "snapshot_load_ms",
-        "bytes_per_token_fp32",
-        "bytes_per_token_fp16",
-        "logits_maxabs_fp16",
-    ]
-    print(" | ".join(columns))
-    for row in rows:
-        print(
-            " | ".join(
-                f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns
-            )
+    _table(
+        rows,
+        [
+            "block_tokens",
+            "ttft_prefill_ms",
+            "ttft_snapshot_ms",
+            "floor_ms",
+            "ratio",
+            "speedup",
+            "ttft_snapshot_first_use_ms",
+            "first_use_ratio",
+            "snapshot_load_ms",
+            "bytes_per_token_fp32",
+            "bytes_per_token_fp16",
+            "logits_maxabs_fp16",
+        ],
+    )
+    if chat_rows:
+        print("Memos.chat")
+        _table(
+            chat_rows,
+            [
+                "block_tokens",
+                "chat_ttft_ms",
+                "floor_ms",
+                "ratio",
+                "chat_ttft_first_use_ms",
+                "first_use_ratio",
+            ],
         )
 
 

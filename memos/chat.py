@@ -72,7 +72,8 @@ def chat(
     # so with any adapter on the model the memories are read as plaintext.
     adapters = parametric.sync(cube)
     start = time.perf_counter()
-    found = activation.usable(cube) if use_snapshot and not adapters else None
+    # The snapshot's use is recorded after the reply, out of the time to first token.
+    found = activation.usable(cube, touch=False) if use_snapshot and not adapters else None
     context_items: list[str] = []
     if found is not None:
         info, snapshot = found
@@ -91,6 +92,8 @@ def chat(
         raise AssertionError("chat template does not extend the cached prefix")
     new_ids = lm.encode(full[len(head) :]) if prefix_ids else lm.encode(full)
     output, ttft = greedy(lm, new_ids, cache, max_new_tokens, start)
+    if found is not None:
+        activation.touch(found[0].id)
     return Reply(
         text=lm.tokenizer.decode(output, skip_special_tokens=True).strip(),
         snapshot_id=found[0].id if found else None,

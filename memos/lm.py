@@ -20,6 +20,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from memos import attention
 from memos.errors import ConfigError
 from memos.plaintext.embedder import folder_fingerprint
 from memos.store.files import fsync_dir
@@ -137,7 +138,7 @@ def load_lm(name: str, home: Path, device: str | None = None) -> LanguageModel:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model: Any = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=dtype, local_files_only=True
+            str(path), dtype=dtype, local_files_only=True, attn_implementation=attention.register()
         )
         model = model.to(device)
     finally:

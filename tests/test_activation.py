@@ -89,6 +89,33 @@ def test_chat_uses_snapshot_and_never_mutates_it(mem: Memos) -> None:
     assert all(t.shape[-2] == info.tokens for t in reloaded.tensors.values())
 
 
+def test_restored_cache_starts_on_the_snapshot_and_generation_copies(
+    mem: Memos, lm: LanguageModel
+) -> None:
+    mem.build_snapshot("priya")
+    _, snapshot = mem.activation.usable("priya")  # type: ignore[misc]
+    copies = {name: t.clone() for name, t in snapshot.tensors.items()}
+    cache = restore(lm, snapshot)
+    # No copy at restore: the first forward's concatenation is the only one.
+    assert cache.layers[0].keys.data_ptr() == snapshot.tensors["k.0"].data_ptr()
+    suffix = lm.encode("<|im_start|>user\nWhat is my parrot called?<|im_end|>\n")
+    output, _ = greedy(lm, suffix, cache, 6, 0.0)
+    assert output
+    assert all(torch.equal(copies[n], t) for n, t in snapshot.tensors.items())
+    for i, layer in enumerate(cache.layers):
+        assert layer.keys.data_ptr() != snapshot.tensors[f"k.{i}"].data_ptr()
+        assert layer.keys.shape[-2] == snapshot.tokens + len(suffix) + len(output) - 1
+    assert cache.get_seq_length() == snapshot.tokens + len(suffix) + len(output) - 1
+
+
+def test_chat_records_the_snapshots_use(mem: Memos) -> None:
+    info = mem.build_snapshot("priya")
+    assert mem.activation.usable("priya", touch=False) is not None
+    assert mem.activation.info(info.id).last_used_at is None
+    mem.chat("What colour do I like?", cube="priya", max_new_tokens=2)
+    assert mem.activation.info(info.id).last_used_at is not None
+
+
 def test_without_snapshot_chat_reads_plaintext(mem: Memos) -> None:
     reply = mem.chat("What is my parrot called?", cube="priya", max_new_tokens=8)
     assert reply.snapshot_id is None and reply.cached_tokens == 0 and reply.new_tokens > 0

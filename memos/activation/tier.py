@@ -205,8 +205,12 @@ class ActivationTier:
             evicted.append(snapshot.id)
         return evicted
 
-    def usable(self, cube: str) -> tuple[SnapshotInfo, Snapshot] | None:
-        """The newest valid snapshot of the cube for the loaded model, loaded and checked."""
+    def usable(self, cube: str, *, touch: bool = True) -> tuple[SnapshotInfo, Snapshot] | None:
+        """The newest valid snapshot of the cube for the loaded model, loaded and checked.
+
+        Its last use is recorded unless ``touch`` is false (then call :meth:`touch`
+        once it has served: chat does, after the first token).
+        """
         lm = self.core.lm
         for info in self.snapshots(cube):
             if info.stale:
@@ -227,7 +231,8 @@ class ActivationTier:
                 warnings.warn(f"{exc}; dropping it", stacklevel=3)
                 self.remove(info.id, reason="damaged")
                 continue
-            self._touch(info.id)
+            if touch:
+                self.touch(info.id)
             return info, snapshot
         return None
 
@@ -257,7 +262,8 @@ class ActivationTier:
     def _sha(self, artifact_id: str) -> str:
         return artifacts.sha256_of(self.core.db, artifact_id)
 
-    def _touch(self, artifact_id: str) -> None:
+    def touch(self, artifact_id: str) -> None:
+        """Record a use of the snapshot (the budget evicts least recently used first)."""
         artifacts.update_meta(
             self.core.db, artifact_id, last_used_at=self.core.clock.now().isoformat()
         )
