@@ -297,9 +297,14 @@ def _training(report: C.TrainReport, total: int) -> dict[str, Any]:
 
 
 def run_set(
-    lm: LanguageModel, sets: Sets, part: str, config: C.TrainConfig, args: argparse.Namespace
+    lm: LanguageModel,
+    sets: Sets,
+    part: str,
+    config: C.TrainConfig,
+    args: argparse.Namespace,
+    save: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
-    """Before, side-GLU and LoRA rows for one memory set."""
+    """Before, side-GLU and LoRA rows for one memory set; ``save`` gets the rows so far."""
     from memos.parametric.check import check_memories
 
     texts = sets.fact_texts if part == "facts" else sets.freeform_texts
@@ -309,7 +314,8 @@ def run_set(
     check = check_memories(lm, memories, [(str(i), t) for i, t in enumerate(texts)])
     sm.attach(lm.model, "bench", memories)
     rows: dict[str, Any] = {
-        "before": base,
+        "before": {k: v for k, v in base.items() if k != "locality_right"}
+        | {"locality_kept": 1.0, "locality_questions": sum(base["locality_right"])},
         "side_glu": {
             **evaluate(lm, sets, part, base),
             **_training(report, total),
@@ -317,6 +323,7 @@ def run_set(
         },
     }
     sm.detach(lm.model, "bench")
+    save(rows)
     if not args.no_lora:
         d, i = lm.model.config.hidden_size, lm.model.config.intermediate_size
         lora_rank = max(1, round(report.trainable_parameters / (len(report.layers) * 3 * (d + i))))
@@ -331,10 +338,17 @@ def run_set(
             "lr": args.lora_lr,
         }
         model.unload()
-    rows["before"].pop("locality_right")
-    rows["before"]["locality_kept"] = 1.0
-    rows["before"]["locality_questions"] = sum(base["locality_right"])
+        save(rows)
     return rows
+
+
+def save(result: dict[str, Any], part: str, out: Path) -> Callable[[dict[str, Any]], None]:
+    """Writes the result with ``part``'s rows so far (a long run keeps what it measured)."""
+
+    def write(rows: dict[str, Any]) -> None:
+        out.write_text(json.dumps({**result, part: rows}, indent=2) + "\n")
+
+    return write
 
 
 def main() -> None:
@@ -358,6 +372,8 @@ def main() -> None:
     )
     config = C.TrainConfig(rank=args.rank, steps=args.steps, lr=args.lr)
     parts = args.parts.split(",")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "model": lm.path.name,
         "device": lm.device,
@@ -369,11 +385,10 @@ def main() -> None:
     }
     for part in ("facts", "freeform"):
         if part in parts:
-            result[part] = run_set(lm, sets, part, config, args)
+            result[part] = run_set(lm, sets, part, config, args, save(result, part, out))
     if "prompt" in parts:
         result["facts_in_prompt"] = facts_in_prompt(lm, sets)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
