@@ -142,7 +142,7 @@ def test_changes_mark_artifacts_stale(any_mem: Memos) -> None:
             cube_pk=1,
             kind="kv",
             path="/x",
-            sha256="0" * 64,
+            digest="blake3:" + "0" * 64,
             byte_size=1,
             model_fingerprint="m",
             created_at=now,

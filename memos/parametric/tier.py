@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memos import store
-from memos.activation.snapshot import file_sha256
 from memos.errors import InvalidInputError, UnknownAdapterError
 from memos.parametric.config import TrainConfig
 from memos.records import MemoryRecord, distinct
 from memos.store import artifacts
-from memos.store.files import atomic_path
+from memos.store.files import atomic_path, digest_matches, file_digest
 from memos.store.models import Artifact
 
 if TYPE_CHECKING:
@@ -265,9 +264,9 @@ class ParametricTier:
         lm = self.core.lm
         if info.model_fingerprint != lm.fingerprint:
             raise InvalidInputError(f"adapter {info.id} was trained on another model")
-        sha = artifacts.sha256_of(self.core.db, info.id)
+        recorded = artifacts.digest_of(self.core.db, info.id)
         path = Path(info.path)
-        if not info.path or not path.is_file() or file_sha256(path) != sha:
+        if not info.path or not path.is_file() or not digest_matches(path, recorded):
             warnings.warn(f"adapter file {path} is missing or altered; not used", stacklevel=3)
             raise InvalidInputError(f"adapter {info.id}: file missing or altered")
         memories: dict[int, sm.SideGLU] = {}
@@ -306,7 +305,7 @@ def _save(
     }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
-        digest, size = file_sha256(tmp), tmp.stat().st_size
+        digest, size = file_digest(tmp), tmp.stat().st_size
     return digest, size
 
 

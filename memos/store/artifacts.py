@@ -1,9 +1,9 @@
 """The registry of tier artifacts (KV snapshots, adapters) shared by both tiers.
 
-Each artifact row records its file, SHA-256, size, model fingerprint and
-metadata; its source items (with the content hashes it was built from) are
-what lets changes to them mark it stale. Registering and removing an artifact
-each append an event that names the tiers involved.
+Each artifact row records its file, digest (:func:`memos.store.files.file_digest`),
+size, model fingerprint and metadata; its source items (with the content hashes
+it was built from) are what lets changes to them mark it stale. Registering and
+removing an artifact each append an event that names the tiers involved.
 
 Files are recorded relative to the home and found again under the current
 home (:func:`locate`), so a copied or moved home is an independent home: it
@@ -41,7 +41,7 @@ class NewArtifact:
     id: str
     kind: str
     path: Path
-    sha256: str
+    digest: str
     byte_size: int
     model_fingerprint: str
     meta: dict[str, Any]
@@ -96,7 +96,7 @@ def register(
             cube_pk=cube.pk,
             kind=artifact.kind,
             path=relative_path(home, artifact.path),
-            sha256=artifact.sha256,
+            digest=artifact.digest,
             byte_size=artifact.byte_size,
             model_fingerprint=artifact.model_fingerprint,
             created_at=event.at,
@@ -155,10 +155,10 @@ def update_meta(db: Database, artifact_id: str, **changes: Any) -> None:
     db.write(work)
 
 
-def sha256_of(db: Database, artifact_id: str) -> str:
-    """The SHA-256 recorded for an artifact's file."""
+def digest_of(db: Database, artifact_id: str) -> str:
+    """The digest recorded for an artifact's file."""
     with db.read() as session:
-        return str(session.scalar(select(Artifact.sha256).where(Artifact.id == artifact_id)))
+        return str(session.scalar(select(Artifact.digest).where(Artifact.id == artifact_id)))
 
 
 def exists(db: Database, artifact_id: str) -> bool:

@@ -1,18 +1,30 @@
-"""Writing files so a crash leaves the old file or the new one, never a torn one.
+"""Writing files so a crash leaves the old file or the new one, never a torn one,
+and checking that a file is the one that was written.
 
 Every artifact memos writes (index files, KV snapshots, adapters, exports)
 goes through :func:`atomic_path`: written under a temporary name beside its
 target, flushed to disk, renamed into place, and the folder flushed so the
 rename itself survives a power loss.
+
+An artifact's file is recorded with its digest (:func:`file_digest`), checked
+before the file is used (:func:`digest_matches`). Digests are BLAKE3
+(``blake3:<hex>``): a cryptographic hash several times faster than SHA-256
+(45 MiB, a 2,000-token bfloat16 snapshot, on 2 CPU cores: see
+``benchmarks/activation.py``), which a snapshot's first use in a process pays
+before its first token. Rows written before hold a bare SHA-256, still checked
+as such.
 """
 
 from __future__ import annotations
 
+import hashlib
+import mmap
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from memos.errors import PathError
 
@@ -56,3 +68,38 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+DIGEST_PREFIX = "blake3:"
+
+
+def file_digest(path: Path) -> str:
+    """The digest an artifact's file is recorded with: ``blake3:<64 hex digits>``."""
+    import blake3
+
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    _feed(path, hasher.update)
+    return DIGEST_PREFIX + hasher.hexdigest()
+
+
+def digest_matches(path: Path, recorded: str) -> bool:
+    """Whether the file's bytes have the recorded digest (BLAKE3, or a former bare SHA-256).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    if recorded.startswith(DIGEST_PREFIX):
+        return file_digest(path) == recorded
+    legacy = hashlib.sha256()
+    _feed(path, legacy.update)
+    return legacy.hexdigest() == recorded
+
+
+def _feed(path: Path, update: Callable[[Any], object]) -> None:
+    """Pass a file's bytes to ``update`` through a memory map (never copied whole)."""
+    with path.open("rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            update(b"")
+            return
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            update(view)

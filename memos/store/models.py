@@ -173,7 +173,7 @@ class Artifact(Base):
     cube_pk: Mapped[int] = mapped_column(ForeignKey("cubes.pk"), index=True)
     kind: Mapped[str] = mapped_column(String(40))
     path: Mapped[str] = mapped_column(Text)
-    sha256: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(80))  # store.files.file_digest
     byte_size: Mapped[int] = mapped_column(Integer)
     model_fingerprint: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

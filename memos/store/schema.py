@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 _PG_LOCK_KEY = 0x6D656D6F73  # "memos"
 #: The newest revision in ``migrations/versions`` (a test checks they agree).
-HEAD = "0003"
+HEAD = "0004"
 
 
 @dataclass(frozen=True)
