@@ -15,8 +15,9 @@ of several repeats):
   memories, ``build_snapshot``, then ``reply.ttft_s`` of
   ``mem.chat(..., max_new_tokens=1)`` against a forward of the same user-turn
   tokens with no cache, interleaved in the same process;
-- bytes per token and load time of the snapshot (fp32 and fp16), and what
-  fp16 storage does to the first-token logits (max abs difference).
+- for each snapshot dtype (``--dtypes``, float32 and bfloat16): bytes per
+  token, load time, the first-token logits against a full prefill (max abs
+  difference), and whether the first 24 greedy tokens are the same.
 
 Usage: ``python benchmarks/activation.py [--sizes 256,1024,2048] [--chat-sizes 1024,2048]
 [--repeats 5]``.
@@ -48,6 +49,7 @@ from memos.config import MemosConfig
 from memos.lm import LanguageModel, load_lm
 
 QUESTION = "Which city did Ana visit most recently, and what did she do there?"
+REPLY = 24  # greedy tokens compared between the snapshot and a full prefill
 
 
 def prompt_for(lm: LanguageModel, tokens: int) -> tuple[str, list[int], list[int]]:
@@ -70,14 +72,14 @@ def first_logits(lm: LanguageModel, ids: list[int], cache: object = None) -> tor
     return out.logits[0, -1].float()
 
 
-def measure(lm: LanguageModel, tokens: int, repeats: int, folder: Path) -> dict[str, object]:
+def measure(
+    lm: LanguageModel, tokens: int, repeats: int, folder: Path, dtype: str
+) -> dict[str, object]:
     _, prefix, suffix = prompt_for(lm, tokens)
-    snapshot = kv_snapshot.prefill(lm, prefix)
-    path = folder / f"kv-{tokens}.safetensors"
+    snapshot = kv_snapshot.prefill(lm, prefix, dtype)
+    path = folder / f"kv-{tokens}-{dtype}.safetensors"
     sha, size = kv_snapshot.save(snapshot, path)
-    half = kv_snapshot.prefill(lm, prefix, "float16")
-    half_path = folder / f"kv-{tokens}-fp16.safetensors"
-    half_sha, half_size = kv_snapshot.save(half, half_path)
+    kv_snapshot.forget_verified()  # first use below checks the digest, as in a new process
 
     floor_first = _timed(lambda: greedy(lm, suffix, None, 1, 0.0))
     start = time.perf_counter()
@@ -96,12 +98,15 @@ def measure(lm: LanguageModel, tokens: int, repeats: int, folder: Path) -> dict[
         full_s.append(_timed(lambda: greedy(lm, prefix + suffix, None, 1, 0.0)))
 
     reference = first_logits(lm, prefix + suffix)
-    from_fp32 = first_logits(lm, suffix, kv_snapshot.restore(lm, snapshot))
-    loaded_half = kv_snapshot.load(half_path, half_sha, lm.fingerprint)
-    from_fp16 = first_logits(lm, suffix, kv_snapshot.restore(lm, loaded_half))
+    restored = first_logits(lm, suffix, kv_snapshot.restore(lm, snapshot))
+    same_reply = (
+        greedy(lm, suffix, kv_snapshot.restore(lm, snapshot), REPLY, 0.0)[0]
+        == (greedy(lm, prefix + suffix, None, REPLY, 0.0)[0])
+    )
     cached, full = statistics.median(cached_s), statistics.median(full_s)
     floor = statistics.median(floor_s)
     return {
+        "dtype": dtype,
         "block_tokens": len(prefix),
         "question_tokens": len(suffix),
         "ttft_snapshot_ms": cached * 1000,
@@ -113,11 +118,10 @@ def measure(lm: LanguageModel, tokens: int, repeats: int, folder: Path) -> dict[
         "first_use_floor_ms": floor_first * 1000,
         "speedup": full / cached,
         "snapshot_load_ms": statistics.median(load_s) * 1000,
-        "bytes_per_token_fp32": size / len(prefix),
-        "bytes_per_token_fp16": half_size / len(prefix),
-        "logits_maxabs_fp32": float((from_fp32 - reference).abs().max()),
-        "logits_maxabs_fp16": float((from_fp16 - reference).abs().max()),
-        "same_first_token_fp16": bool(from_fp16.argmax() == reference.argmax()),
+        "bytes_per_token": size / len(prefix),
+        "logits_maxabs": float((restored - reference).abs().max()),
+        "same_first_token": bool(restored.argmax() == reference.argmax()),
+        "same_reply": same_reply,
     }
 
 
@@ -127,6 +131,7 @@ def measure_chat(lm: LanguageModel, tokens: int, repeats: int, home: Path) -> di
     try:
         mem.add_many(make_texts(tokens // 8), cube="bench")
         info = mem.build_snapshot("bench", max_tokens=tokens)
+        kv_snapshot.forget_verified()  # the first chat checks the digest, as in a new process
         block = mem.activation.block_of(info.id)
         full = lm.chat_text([*prefix_messages(block), {"role": "user", "content": QUESTION}], True)
         suffix = lm.encode(full[len(prefix_text(lm, block)) :])
@@ -143,6 +148,7 @@ def measure_chat(lm: LanguageModel, tokens: int, repeats: int, home: Path) -> di
         mem.close()
     ttft, floor = statistics.median(ttft_s), statistics.median(floor_s)
     return {
+        "dtype": info.dtype,
         "block_tokens": info.tokens,
         "question_tokens": len(suffix),
         "chat_ttft_ms": ttft * 1000,
@@ -176,6 +182,7 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="256,1024,2048")
     parser.add_argument("--chat-sizes", default="1024,2048", help="'' to skip Memos.chat")
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="snapshot dtypes")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--lm", default="default", help="'default' or a transformers folder")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "activation.json"))
@@ -184,7 +191,12 @@ def main() -> None:
         home = Path(scratch)
         lm = load_lm(args.lm, MemosConfig.from_env().home)
         greedy(lm, lm.encode("warm up"), None, 1, time.perf_counter())
-        rows = [measure(lm, int(n), args.repeats, home) for n in args.sizes.split(",") if n]
+        rows = [
+            measure(lm, int(n), args.repeats, home, dtype)
+            for n in args.sizes.split(",")
+            if n
+            for dtype in args.dtypes.split(",")
+        ]
         chat_rows = [
             measure_chat(lm, int(n), args.repeats, home / f"chat-{n}")
             for n in args.chat_sizes.split(",")
@@ -208,6 +220,7 @@ def main() -> None:
     _table(
         rows,
         [
+            "dtype",
             "block_tokens",
             "ttft_prefill_ms",
             "ttft_snapshot_ms",
@@ -217,9 +230,9 @@ def main() -> None:
             "ttft_snapshot_first_use_ms",
             "first_use_ratio",
             "snapshot_load_ms",
-            "bytes_per_token_fp32",
-            "bytes_per_token_fp16",
-            "logits_maxabs_fp16",
+            "bytes_per_token",
+            "logits_maxabs",
+            "same_reply",
         ],
     )
     if chat_rows:
@@ -227,6 +240,7 @@ def main() -> None:
         _table(
             chat_rows,
             [
+                "dtype",
                 "block_tokens",
                 "chat_ttft_ms",
                 "floor_ms",

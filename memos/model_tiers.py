@@ -13,6 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from memos.activation.snapshot import DEFAULT_DTYPE
 from memos.errors import InvalidInputError
 from memos.parametric.config import TrainConfig
 from memos.plaintext.filters import SearchFilter
@@ -126,7 +127,7 @@ class ModelTiers:
         query: str | None = None,
         items: Sequence[MemoryRecord] | None = None,
         max_tokens: int = 1024,
-        dtype: str = "float32",
+        dtype: str = DEFAULT_DTYPE,
     ) -> SnapshotInfo:
         """Snapshot the KV cache of a block of memories (the given items, the best
         for ``query``, or the newest), within ``max_tokens``.

@@ -12,7 +12,7 @@ from helpers import HashingEmbedder
 from sqlalchemy import select, update
 
 from memos.activation.snapshot import restore
-from memos.activation.tier import prefix_text
+from memos.activation.tier import prefix_messages, prefix_text
 from memos.chat import greedy
 from memos.client import Memos
 from memos.clock import ManualClock
@@ -89,23 +89,38 @@ def test_chat_uses_snapshot_and_never_mutates_it(mem: Memos) -> None:
     assert all(t.shape[-2] == info.tokens for t in reloaded.tensors.values())
 
 
-def test_restored_cache_starts_on_the_snapshot_and_generation_copies(
-    mem: Memos, lm: LanguageModel
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_restored_cache_holds_the_snapshot_and_generation_never_copies_it(
+    mem: Memos, lm: LanguageModel, dtype: str
 ) -> None:
-    mem.build_snapshot("priya")
+    mem.build_snapshot("priya", dtype=dtype)
     _, snapshot = mem.activation.usable("priya")  # type: ignore[misc]
     copies = {name: t.clone() for name, t in snapshot.tensors.items()}
     cache = restore(lm, snapshot)
-    # No copy at restore: the first forward's concatenation is the only one.
-    assert cache.layers[0].keys.data_ptr() == snapshot.tensors["k.0"].data_ptr()
     suffix = lm.encode("<|im_start|>user\nWhat is my parrot called?<|im_end|>\n")
     output, _ = greedy(lm, suffix, cache, 6, 0.0)
     assert output
     assert all(torch.equal(copies[n], t) for n, t in snapshot.tensors.items())
     for i, layer in enumerate(cache.layers):
-        assert layer.keys.data_ptr() != snapshot.tensors[f"k.{i}"].data_ptr()
-        assert layer.keys.shape[-2] == snapshot.tokens + len(suffix) + len(output) - 1
+        # The snapshot is the prefix itself, in its stored dtype: never copied, never grown.
+        keys, values = layer.prefix
+        assert keys.data_ptr() == snapshot.tensors[f"k.{i}"].data_ptr()
+        assert values.data_ptr() == snapshot.tensors[f"v.{i}"].data_ptr()
+        assert keys.dtype == getattr(torch, dtype)
+        assert layer.keys.shape[-2] == len(suffix) + len(output) - 1  # the tail
+        assert layer.keys.dtype == lm.dtype
     assert cache.get_seq_length() == snapshot.tokens + len(suffix) + len(output) - 1
+
+
+def test_half_precision_snapshot_gives_the_same_reply(mem: Memos, lm: LanguageModel) -> None:
+    info = mem.build_snapshot("priya", dtype="bfloat16")
+    _, snapshot = mem.activation.usable("priya")  # type: ignore[misc]
+    block = mem.activation.block_of(info.id)
+    turns = [*prefix_messages(block), {"role": "user", "content": "What is my parrot called?"}]
+    suffix = lm.encode(lm.chat_text(turns, True)[len(prefix_text(lm, block)) :])
+    from_snapshot, _ = greedy(lm, suffix, restore(lm, snapshot), 12, 0.0)
+    from_scratch, _ = greedy(lm, snapshot.token_ids + suffix, None, 12, 0.0)
+    assert from_snapshot == from_scratch and from_snapshot
 
 
 def test_chat_records_the_snapshots_use(mem: Memos) -> None:

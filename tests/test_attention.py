@@ -1,4 +1,5 @@
-"""The LM's attention: masked grouped-query SDPA on the CPU equals transformers' SDPA."""
+"""The LM's attention equals transformers' SDPA: masked grouped-query attention on the CPU,
+and attention over a snapshot prefix and a tail."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from memos.attention import attention_forward
+from memos.attention import PREFIX, attention_forward
 
 
 def _mask(q_length: int, kv_length: int) -> torch.Tensor:
@@ -37,3 +38,87 @@ def test_matches_transformers_sdpa(
     assert ours.shape == theirs.shape == (1, q_length, heads, head_dim)
     error = (ours - theirs).abs().max().item()
     assert error < 1e-5, error
+
+
+def _prefixed_key(
+    key: torch.Tensor, value: torch.Tensor, length: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tail of ``key``/``value`` after ``length`` tokens, tagged with its prefix."""
+    tail = key[:, :, length:].clone()
+    setattr(tail, PREFIX, (key[:, :, :length].to(dtype), value[:, :, :length].to(dtype)))
+    return tail, value[:, :, length:].clone()
+
+
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "q_length", "kv_length", "prefix", "head_dim", "mask_kind"),
+    [
+        (9, 3, 24, 1044, 1020, 64, "bool"),
+        (9, 3, 1, 1045, 1020, 64, "none"),  # a decode step: every key visible
+        (6, 3, 7, 41, 30, 16, "float"),
+        (4, 2, 5, 14, 3, 8, "none"),  # several new tokens, causal mask made here
+        (8, 8, 3, 20, 12, 32, "bool"),  # one group
+        (6, 2, 4, 19, 9, 16, "padded"),  # the prefix partly masked
+    ],
+)
+def test_prefixed_cache_attention_equals_one_piece(
+    heads: int,
+    kv_heads: int,
+    q_length: int,
+    kv_length: int,
+    prefix: int,
+    head_dim: int,
+    mask_kind: str,
+) -> None:
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    generator = torch.Generator().manual_seed(heads * 100 + kv_length)
+    query = torch.randn(1, heads, q_length, head_dim, generator=generator)
+    key = torch.randn(1, kv_heads, kv_length, head_dim, generator=generator)
+    value = torch.randn(1, kv_heads, kv_length, head_dim, generator=generator)
+    module = SimpleNamespace(num_key_value_groups=heads // kv_heads, is_causal=True)
+    mask = _mask(q_length, kv_length)
+    if mask_kind == "padded":
+        mask[..., :2] = False
+    given = {
+        "bool": mask,
+        "padded": mask,
+        "none": None,
+        "float": torch.zeros(mask.shape).masked_fill(~mask, float("-inf")),
+    }[mask_kind]
+    tail_key, tail_value = _prefixed_key(key, value, prefix, torch.float32)
+    with torch.inference_mode():
+        ours, _ = attention_forward(module, query, tail_key, tail_value, given, scaling=0.3)
+        theirs, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.3)
+    assert ours.shape == theirs.shape == (1, q_length, heads, head_dim)
+    error = (ours - theirs).abs().max().item()
+    assert error < 1e-5, error
+
+
+def test_prefix_in_half_precision_is_attended_close_to_full() -> None:
+    generator = torch.Generator().manual_seed(7)
+    query = torch.randn(1, 9, 24, 64, generator=generator)
+    key = torch.randn(1, 3, 300, 64, generator=generator)
+    value = torch.randn(1, 3, 300, 64, generator=generator)
+    module = SimpleNamespace(num_key_value_groups=3, is_causal=True)
+    mask = _mask(24, 300)
+    tail_key, tail_value = _prefixed_key(key, value, 276, torch.bfloat16)
+    with torch.inference_mode():
+        ours, _ = attention_forward(module, query, tail_key, tail_value, mask, scaling=0.125)
+        full, _ = attention_forward(module, query, key, value, mask, scaling=0.125)
+    assert ours.dtype == torch.float32
+    error = (ours - full).abs().max().item()
+    assert 0 < error < 3e-2, error
+
+
+def test_prefixed_keys_are_joined_where_gradients_flow() -> None:
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    generator = torch.Generator().manual_seed(3)
+    query = torch.randn(1, 4, 5, 8, generator=generator)
+    key = torch.randn(1, 2, 12, 8, generator=generator)
+    value = torch.randn(1, 2, 12, 8, generator=generator)
+    module = SimpleNamespace(num_key_value_groups=2, is_causal=True)
+    tail_key, tail_value = _prefixed_key(key, value, 7, torch.float32)
+    ours, _ = attention_forward(module, query, tail_key, tail_value, _mask(5, 12), scaling=0.5)
+    theirs, _ = sdpa_attention_forward(module, query, key, value, _mask(5, 12), scaling=0.5)
+    assert (ours - theirs).abs().max().item() < 1e-5

@@ -4,29 +4,31 @@ A snapshot file is a safetensors archive with the key and value tensors of
 every layer (``k.<i>``, ``v.<i>``, each ``[1, kv_heads, T, head_dim]``) and
 metadata: model fingerprint, SHA-256 of the token ids, token count, layer
 count, stored dtype. Files are written to a temporary name and renamed into
-place; the artifact row keeps the file's SHA-256, which is checked before a
+place; the artifact row keeps the file's digest, which is checked before a
 snapshot is used, so a truncated or altered file is never loaded.
 
-Restoring always builds a fresh cache over the tensors, which concatenates
-new tokens into new tensors, so generation can never grow or mutate a stored
-snapshot (MemOS issue #2301).
+Restoring always builds a fresh cache that holds the snapshot as an immutable
+prefix and puts new tokens in a tail of its own, so generation can never grow
+or mutate a stored snapshot (MemOS issue #2301).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import mmap
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from memos.errors import SnapshotError
-from memos.store.files import atomic_path
+from memos.store.files import atomic_path, digest_matches, file_digest
 
 DTYPES = ("float32", "float16", "bfloat16")
+# bfloat16 halves the bytes and is attended in bfloat16 (AMX on recent x86 CPUs):
+# time to first token at 2,028 cached tokens 89 ms against 102 ms in float32
+# (2 CPU cores, benchmarks/activation.py); float32 stays exact (logits within 5e-5).
+DEFAULT_DTYPE = "bfloat16"
 # Files whose bytes matched their SHA-256, by (path, inode, size, mtime_ns).
 _VERIFIED: dict[tuple[str, int, int, int], str] = {}
 _VERIFIED_LOCK = threading.Lock()
@@ -68,36 +70,34 @@ def prefill(lm: Any, token_ids: list[int], dtype: str = "float32") -> Snapshot:
 
 
 def restore(lm: Any, snapshot: Snapshot) -> Any:
-    """A fresh ``DynamicCache`` over the snapshot's tensors (in the model's dtype).
+    """A fresh cache that continues from the snapshot (see :mod:`memos.activation.prefix_cache`).
 
-    The cache's layers start out holding the snapshot's tensors themselves, not
-    copies: ``DynamicLayer.update`` concatenates the first new tokens into a new
-    tensor, so the first forward makes the one copy a request needs and never
-    writes into the snapshot (a test guards this). Copying here as well, as
-    ``cache.update`` would, took 4.0 ms at 1,020 tokens and 7.5 ms at 2,028
-    (2 CPU cores, fp32) for a copy the first forward discards; end to end, an
-    interleaved A/B of the two (and of a preallocated cache written in place)
-    stayed within the run's noise of about 10 %.
+    Full-attention layers hold the snapshot's tensors as an immutable prefix,
+    in their stored dtype, with no copy: a request never writes into or grows
+    the snapshot (a test guards this), and a ``bfloat16`` or ``float16``
+    snapshot is attended in that dtype. Other layers (sliding windows) get a
+    copy in the model's dtype and keep their own bookkeeping.
     """
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
+    from memos.activation.prefix_cache import prefix_layer_type
+
     cache = DynamicCache(config=lm.model.config)
-    layers = len(snapshot.tensors) // 2
-    for i in range(layers):
-        keys = snapshot.tensors[f"k.{i}"].to(lm.device, lm.dtype)  # [1, kv_heads, T, head_dim]
-        values = snapshot.tensors[f"v.{i}"].to(lm.device, lm.dtype)
+    prefix_layer = prefix_layer_type()
+    for i in range(len(snapshot.tensors) // 2):
+        keys = snapshot.tensors[f"k.{i}"].to(lm.device)  # [1, kv_heads, T, head_dim]
+        values = snapshot.tensors[f"v.{i}"].to(lm.device)
         layer = cache.layers[i] if i < len(cache.layers) else None
         if type(layer) is DynamicLayer:
-            layer.lazy_initialization(keys, values)
-            layer.keys, layer.values = keys, values
-        else:  # sliding-window or other layers keep their own bookkeeping in update
-            cache.update(keys, values, i)
+            cache.layers[i] = prefix_layer(keys, values, lm.dtype)
+        else:
+            cache.update(keys.to(lm.dtype), values.to(lm.dtype), i)
     return cache
 
 
 def save(snapshot: Snapshot, path: Path, extra: dict[str, str] | None = None) -> tuple[str, int]:
-    """Write ``snapshot`` atomically; returns (sha256 of the file, byte size)."""
+    """Write ``snapshot`` atomically; returns (the file's digest, byte size)."""
     from safetensors.torch import save_file
 
     meta = {
@@ -111,12 +111,12 @@ def save(snapshot: Snapshot, path: Path, extra: dict[str, str] | None = None) ->
     }
     with atomic_path(path) as tmp:
         save_file(snapshot.tensors, str(tmp), metadata=meta)
-        digest, size = file_sha256(tmp), tmp.stat().st_size
+        digest, size = file_digest(tmp), tmp.stat().st_size
     return digest, size
 
 
-def load(path: Path, sha256: str, fingerprint: str) -> Snapshot:
-    """Read a snapshot, checking its bytes against ``sha256`` and its model.
+def load(path: Path, digest: str, fingerprint: str) -> Snapshot:
+    """Read a snapshot, checking its bytes against ``digest`` and its model.
 
     The bytes are hashed through a memory map on first use in this process,
     and again whenever the file's inode, size or modification time changes;
@@ -128,7 +128,7 @@ def load(path: Path, sha256: str, fingerprint: str) -> Snapshot:
     """
     from safetensors import safe_open
 
-    _verify(path, sha256)
+    _verify(path, digest)
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = dict(handle.metadata() or {})
@@ -145,26 +145,23 @@ def load(path: Path, sha256: str, fingerprint: str) -> Snapshot:
     return Snapshot(tensors, token_ids, fingerprint, meta["dtype"])
 
 
-def _verify(path: Path, sha256: str) -> None:
+def forget_verified() -> None:
+    """Forget which files were checked, so the next use of each checks it again."""
+    with _VERIFIED_LOCK:
+        _VERIFIED.clear()
+
+
+def _verify(path: Path, digest: str) -> None:
     try:
         info = path.stat()
         key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
         with _VERIFIED_LOCK:
-            if _VERIFIED.get(key) == sha256:
+            if _VERIFIED.get(key) == digest:
                 return
-        actual = file_sha256(path)
+        matches = digest_matches(path, digest)
     except (OSError, ValueError) as exc:
         raise SnapshotError(f"snapshot {path} cannot be read: {exc}") from None
-    if actual != sha256:
-        raise SnapshotError(f"snapshot {path} does not match its recorded SHA-256")
+    if not matches:
+        raise SnapshotError(f"snapshot {path} does not match its recorded digest")
     with _VERIFIED_LOCK:
-        _VERIFIED[key] = sha256
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, hashed through a memory map."""
-    with path.open("rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            return hashlib.sha256(b"").hexdigest()
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-            return hashlib.sha256(view).hexdigest()
+        _VERIFIED[key] = digest

@@ -89,7 +89,7 @@ class ActivationTier:
         items: Sequence[MemoryRecord],
         *,
         max_tokens: int = 1024,
-        dtype: str = "float32",
+        dtype: str = kv_snapshot.DEFAULT_DTYPE,
         artifact_id: str | None = None,
         reason: str | None = None,
         meta: dict[str, Any] | None = None,
@@ -112,7 +112,7 @@ class ActivationTier:
         snapshot = kv_snapshot.prefill(lm, ids, dtype)
         artifact_id = artifact_id or str(uuid.uuid4())
         path = self.folder / cube_row.id / f"{artifact_id}.safetensors"
-        sha, size = kv_snapshot.save(snapshot, path)
+        digest, size = kv_snapshot.save(snapshot, path)
         meta = {
             **(meta or {}),
             "tokens": len(ids),
@@ -125,7 +125,7 @@ class ActivationTier:
             self.core.db,
             self.core.config.home,
             cube_row,
-            artifacts.NewArtifact(artifact_id, KIND, path, sha, size, lm.fingerprint, meta),
+            artifacts.NewArtifact(artifact_id, KIND, path, digest, size, lm.fingerprint, meta),
             chosen,
             store.EventSpec(
                 self.core.clock.now(),
@@ -226,7 +226,7 @@ class ActivationTier:
             try:
                 if not info.path:
                     raise SnapshotError(f"snapshot {info.id} has no file under this home")
-                snapshot = kv_snapshot.load(Path(info.path), self._sha(info.id), lm.fingerprint)
+                snapshot = kv_snapshot.load(Path(info.path), self._digest(info.id), lm.fingerprint)
             except SnapshotError as exc:
                 warnings.warn(f"{exc}; dropping it", stacklevel=3)
                 self.remove(info.id, reason="damaged")
@@ -259,8 +259,8 @@ class ActivationTier:
             meta = session.scalar(select(Artifact.meta).where(Artifact.id == artifact_id))
         return str((meta or {})["block"])
 
-    def _sha(self, artifact_id: str) -> str:
-        return artifacts.sha256_of(self.core.db, artifact_id)
+    def _digest(self, artifact_id: str) -> str:
+        return artifacts.digest_of(self.core.db, artifact_id)
 
     def touch(self, artifact_id: str) -> None:
         """Record a use of the snapshot (the budget evicts least recently used first)."""

@@ -29,7 +29,7 @@ class SchedulerPolicy:
     hot_min_retention: float = 0.8
     snapshot_max_items: int = 64
     snapshot_max_tokens: int = 1024
-    snapshot_dtype: str = "float32"
+    snapshot_dtype: str = "bfloat16"  # memos.activation.snapshot.DEFAULT_DTYPE
     snapshot_idle_days: float = 14.0
     consolidate_min_access: int = 5
     consolidate_min_stability_days: float = 30.0

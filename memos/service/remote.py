@@ -19,6 +19,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from memos import errors
+from memos.activation.snapshot import DEFAULT_DTYPE
 from memos.lifecycle.decay import StateChange
 from memos.model_tiers import DEFAULT_CUBE
 from memos.plaintext.filters import SearchFilter
@@ -352,7 +353,7 @@ class RemoteMemos:
         query: str | None = None,
         items: Sequence[MemoryRecord] | None = None,
         max_tokens: int = 1024,
-        dtype: str = "float32",
+        dtype: str = DEFAULT_DTYPE,
     ) -> SnapshotInfo:
         """As ``Memos.build_snapshot``: the service builds it as a job, followed here."""
         from memos.activation.tier import SnapshotInfo

@@ -141,7 +141,7 @@ class SnapshotIn(_Body):
     items: list[str] | None = Field(None, min_length=1, max_length=10_000)
     query: str | None = None
     max_tokens: int = Field(1024, ge=16, le=1_000_000, strict=True)
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"  # snapshot.DEFAULT_DTYPE
 
 
 class TrainIn(_Body):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 
+from memos.activation.snapshot import DEFAULT_DTYPE
 from memos.errors import (
     InvalidInputError,
     UnknownAdapterError,
@@ -144,7 +145,7 @@ class TenantTiers:
         items: builtins.list[str] | None = None,
         query: str | None = None,
         max_tokens: int = 1024,
-        dtype: str = "float32",
+        dtype: str = DEFAULT_DTYPE,
     ) -> tuple[str, builtins.list[str]]:
         """Queue a snapshot build of the tenant's cube (the given items, the best for
         ``query``, or the newest, as ``Memos.build_snapshot`` chooses): (run id, job ids).
