@@ -51,7 +51,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from memos.chat import greedy
+from memos.chat import greedy, greedy_batch
 from memos.config import MemosConfig
 from memos.lm import LanguageModel, load_lm
 from memos.parametric import side_memory as sm
@@ -77,7 +77,6 @@ PERPLEXITY_TEXT = [
     "Most people sleep better in a cool, dark and quiet room.",
 ]
 REPLY_TOKENS = 20
-BATCH = 32
 
 Fact = tuple[str, str, str]  # entity, attribute, value
 
@@ -136,31 +135,14 @@ def contains(reply: str, answers: list[str]) -> bool:
 def ask_all(lm: LanguageModel, questions: list[str]) -> list[tuple[str, int]]:
     """Greedy chat replies to ``questions`` with no memory in the prompt, and the prompt sizes.
 
-    Decoded in left-padded batches of like length with ``generate``; the
-    prompts are exactly what ``Memos.chat`` would send without memories.
+    The prompts are exactly what ``Memos.chat`` would send without memories.
     """
     prompts = [lm.encode(lm.chat_text([{"role": "user", "content": q}], True)) for q in questions]
-    pad = lm.tokenizer.pad_token_id or 0
-    stops = [lm.tokenizer.eos_token_id, lm.tokenizer.convert_tokens_to_ids("<|im_end|>")]
-    replies: dict[int, str] = {}
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    for start in range(0, len(order), BATCH):
-        rows = order[start : start + BATCH]
-        width = max(len(prompts[i]) for i in rows)
-        ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in rows])
-        mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in rows])
-        with torch.inference_mode():
-            out = lm.model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=REPLY_TOKENS,
-                do_sample=False,
-                pad_token_id=pad,
-                eos_token_id=stops,
-            )
-        for row, i in enumerate(rows):
-            replies[i] = lm.tokenizer.decode(out[row, width:], skip_special_tokens=True)
-    return [(replies[i], len(prompts[i])) for i in range(len(prompts))]
+    replies = greedy_batch(lm, prompts, REPLY_TOKENS)
+    return [
+        (lm.tokenizer.decode(reply, skip_special_tokens=True), len(prompt))
+        for reply, prompt in zip(replies, prompts, strict=True)
+    ]
 
 
 def cue_recall(lm: LanguageModel, facts: list[Fact]) -> float:
@@ -223,8 +205,9 @@ def evaluate(
     if base is None:
         result["locality_right"] = right
     else:
-        kept = [now for now, was in zip(right, base["locality_right"], strict=True) if was]
-        result["locality_kept"] = statistics.mean(kept)
+        pairs = list(zip(right, base["locality_right"], sets.locality, strict=True))
+        result["locality_kept"] = statistics.mean(now for now, was, _ in pairs if was)
+        result["locality_lost"] = [q["question"] for now, was, q in pairs if was and not now]
         result["perplexity_increase"] = result["perplexity"] / base["perplexity"] - 1
     return result
 

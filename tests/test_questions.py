@@ -9,10 +9,16 @@ from memos.parametric import questions
 
 def test_a_statement_is_asked_for_its_value_in_the_agents_voice() -> None:
     asked = questions.training_questions("My sister's name is Ilse.")
-    assert len(asked) == len(questions.ASK)
+    assert len(asked) == len(questions.ASK) + 1  # and the possessive the other way round
     assert asked[0].prompt == "What is my sister's name?"
+    assert asked[-1].prompt == "What is the name of my sister?"
     assert {q.reply for q in asked} == {"Your sister's name is Ilse."}
     assert {q.answer for q in asked} == {"Ilse"}
+
+
+def test_only_a_possessive_subject_is_reordered() -> None:
+    asked = questions.training_questions("The meeting room is B4.")
+    assert len(asked) == len(questions.ASK)
 
 
 def test_training_and_check_wordings_never_overlap() -> None:

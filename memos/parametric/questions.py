@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 
 _STATEMENT = re.compile(r"^(?P<subject>.+?)\s+(?:is|are|was|were)\s+(?P<value>.+?)[.!]?$", re.I)
+_POSSESSIVE = re.compile(r"^(?P<owner>.+?)'s\s+(?P<attribute>.+)$")
 _SPAN = re.compile(r"\b(?:[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*|\w*\d[\w:./-]*)")
 _VOICE = {
     "i": "you",
@@ -66,6 +67,8 @@ ASK = (
     "Remind me: {subject}?",
     "{subject}: what is it?",
 )
+# A training wording for a possessive subject, its parts the other way round.
+REORDERED = "What is the {attribute} of {owner}?"
 # Held-out wordings, used only to check a trained adapter.
 CHECK = (
     "I need {subject}, please.",
@@ -141,7 +144,7 @@ def training_questions(text: str) -> list[Question]:
     """The question forms a memory is trained on."""
     parsed = statement(text)
     if parsed is not None:
-        return _asking(parsed, ASK)
+        return _asking(parsed, ASK) + _reordered(parsed)
     questions = []
     for span in spans(text):
         blank = text.strip().replace(span, "___", 1)
@@ -166,3 +169,14 @@ def _asking(parsed: tuple[str, str], wordings: tuple[str, ...]) -> list[Question
     subject, value = parsed
     reply = f"{agent_voice(subject)} is {value}."
     return [Question(w.format(subject=asked(subject)), reply, value) for w in wordings]
+
+
+def _reordered(parsed: tuple[str, str]) -> list[Question]:
+    """A possessive subject asked the other way round (``X's colour`` → ``the colour of X``)."""
+    subject, value = parsed
+    match = _POSSESSIVE.match(asked(subject))
+    if not match:
+        return []
+    reply = f"{agent_voice(subject)} is {value}."
+    prompt = REORDERED.format(owner=match["owner"], attribute=match["attribute"])
+    return [Question(prompt, reply, value)]

@@ -30,6 +30,7 @@ from memos.parametric import side_memory as sm
 from memos.parametric.config import TrainConfig
 
 Example = tuple[list[int], list[int]]  # token ids, labels (-100 outside the target)
+LOCALITY_REPLY_TOKENS = 16  # of the model's own reply to a general question, kept by the KL
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,16 @@ def training_pairs(
 
 def general_text() -> list[str]:
     """The packaged general-text corpus (written for memos) used for locality."""
-    data = resources.files("memos.data").joinpath("general_text.txt").read_text(encoding="utf-8")
+    return _packaged_lines("general_text.txt")
+
+
+def general_questions() -> list[str]:
+    """The packaged ordinary chat questions (written for memos) used for locality."""
+    return _packaged_lines("general_questions.txt")
+
+
+def _packaged_lines(name: str) -> list[str]:
+    data = resources.files("memos.data").joinpath(name).read_text(encoding="utf-8")
     return [line.strip() for line in data.splitlines() if line.strip()]
 
 
@@ -240,40 +250,83 @@ def fit(
 
 
 class _Locality:
-    """KL of the adapted model to the frozen one on a rotating sample of general text."""
+    """KL of the adapted model to the frozen one where it speaks of other things.
+
+    Two rotating samples a step, each of ``per_step`` examples: lines of
+    general text (every next token), and ordinary chat questions answered by
+    the model as it is at the start (the tokens of its own reply), rendered
+    the way the memories' questions are. The memories are learned as chat
+    answers, and general text alone did not keep them from answering other
+    questions (measured at 100 facts: 55 % of ordinary questions the base
+    model got right were still right).
+    """
 
     def __init__(self, lm: LanguageModel, per_step: int, generator: torch.Generator) -> None:
         self.lm, self.per_step, self.generator = lm, per_step, generator
-        self.lines = _encode(lm, [("", line) for line in general_text()])
+        self.pools = [_encode(lm, [("", line) for line in general_text()]), _own_replies(lm)]
         with torch.no_grad():
-            frozen = _log_probs(lm, _collate(lm, self.lines))  # [N, T, V]
-        self.frozen = [frozen[row, : len(ids)] for row, (ids, _) in enumerate(self.lines)]
+            self.frozen = [
+                [lp for chunk in _chunks(pool, 16) for lp in _target_log_probs(lm, chunk)]
+                for pool in self.pools
+            ]
 
     def divergence(self) -> torch.Tensor:
-        picks = torch.randperm(len(self.lines), generator=self.generator)[: self.per_step].tolist()
-        adapted = _log_probs(self.lm, _collate(self.lm, [self.lines[i] for i in picks]))
-        total = adapted.new_zeros(())
-        for row, i in enumerate(picks):  # padding positions are left out
-            frozen = self.frozen[i]
-            here = adapted[row, : frozen.shape[0]]
-            total = total + F.kl_div(here, frozen, log_target=True, reduction="sum")
-        return total / sum(self.frozen[i].shape[0] for i in picks)
+        """The sum over both samples of the mean KL per target token."""
+        total = torch.zeros((), device=self.lm.device)
+        for pool, frozen in zip(self.pools, self.frozen, strict=True):
+            if not pool:
+                continue
+            picks = torch.randperm(len(pool), generator=self.generator)[: self.per_step].tolist()
+            adapted = _target_log_probs(self.lm, [pool[i] for i in picks])
+            kl = [
+                F.kl_div(here, frozen[i], log_target=True, reduction="sum")
+                for here, i in zip(adapted, picks, strict=True)
+            ]
+            total = total + torch.stack(kl).sum() / sum(here.shape[0] for here in adapted)
+        return total
+
+
+def _own_replies(lm: LanguageModel) -> list[Example]:
+    """The packaged general questions, each with the model's own greedy reply as its target."""
+    from memos.chat import greedy_batch
+
+    ask = _chat_prompt(lm)
+    if ask is None:
+        return []
+    prompts = [lm.encode(ask(q, i)) for i, q in enumerate(general_questions())]
+    replies = greedy_batch(lm, prompts, LOCALITY_REPLY_TOKENS)
+    bos = lm.tokenizer.bos_token_id
+    examples = []
+    for prompt, reply in zip(prompts, replies, strict=True):
+        head = ([bos] if bos is not None else []) + prompt
+        examples.append((head + reply, [-100] * len(head) + reply))
+    return [ex for ex in examples if any(label != -100 for label in ex[1])]
+
+
+def _target_log_probs(lm: LanguageModel, examples: Sequence[Example]) -> list[torch.Tensor]:
+    """Per example, next-token log-probabilities where the next token is a target ``[n, V]``."""
+    logits, _, where = _target_logits(lm, _collate(lm, examples))
+    return list(F.log_softmax(logits.float(), dim=-1).split(where.sum(dim=1).tolist()))
 
 
 def _task_loss(lm: LanguageModel, batch: dict[str, Any]) -> torch.Tensor:
-    """Next-token loss on target tokens only; logits are computed only where needed."""
+    """Next-token loss on target tokens only."""
+    logits, targets, _ = _target_logits(lm, batch)
+    return F.cross_entropy(logits.float(), targets)
+
+
+def _target_logits(
+    lm: LanguageModel, batch: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits ``[n, V]`` where the next token is a target, those targets ``[n]``, and
+    where they are ``[B, T-1]``; the LM head runs only at those positions."""
     hidden = lm.model.get_decoder()(
         input_ids=batch["ids"], attention_mask=batch["mask"]
     ).last_hidden_state  # [B, T, d]
     targets = batch["labels"][:, 1:]
     where = targets != -100
     logits = lm.model.get_output_embeddings()(hidden[:, :-1][where])  # [n, V]
-    return F.cross_entropy(logits.float(), targets[where])
-
-
-def _log_probs(lm: LanguageModel, batch: dict[str, Any]) -> torch.Tensor:
-    logits = lm.model(input_ids=batch["ids"], attention_mask=batch["mask"]).logits
-    return F.log_softmax(logits.float(), dim=-1)  # [B, T, V]
+    return logits, targets[where], where
 
 
 def _encode(lm: LanguageModel, pairs: Sequence[tuple[str, str]]) -> list[Example]:
