@@ -17,6 +17,22 @@ def _mask(q_length: int, kv_length: int) -> torch.Tensor:
     return (torch.arange(kv_length)[None, :] <= rows)[None, None]  # [1, 1, Tq, Tk]
 
 
+def _inputs(
+    heads: int, kv_heads: int, q_length: int, kv_length: int, head_dim: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, SimpleNamespace]:
+    """Seeded query, key, value ``[1, heads | kv_heads, T, D]`` and an attention module stand-in."""
+    generator = torch.Generator().manual_seed(seed)
+    query = torch.randn(1, heads, q_length, head_dim, generator=generator)
+    key = torch.randn(1, kv_heads, kv_length, head_dim, generator=generator)
+    value = torch.randn(1, kv_heads, kv_length, head_dim, generator=generator)
+    return (
+        query,
+        key,
+        value,
+        SimpleNamespace(num_key_value_groups=heads // kv_heads, is_causal=True),
+    )
+
+
 @pytest.mark.parametrize(
     ("heads", "kv_heads", "q_length", "kv_length", "head_dim"),
     [(9, 3, 24, 1044, 64), (4, 2, 1, 9, 8), (6, 3, 7, 41, 16), (8, 8, 5, 13, 32)],
@@ -26,11 +42,9 @@ def test_matches_transformers_sdpa(
 ) -> None:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    generator = torch.Generator().manual_seed(heads * 1000 + kv_length)
-    query = torch.randn(1, heads, q_length, head_dim, generator=generator)
-    key = torch.randn(1, kv_heads, kv_length, head_dim, generator=generator)
-    value = torch.randn(1, kv_heads, kv_length, head_dim, generator=generator)
-    module = SimpleNamespace(num_key_value_groups=heads // kv_heads, is_causal=True)
+    query, key, value, module = _inputs(
+        heads, kv_heads, q_length, kv_length, head_dim, heads * 1000 + kv_length
+    )
     mask = _mask(q_length, kv_length)
     with torch.inference_mode():
         ours, _ = attention_forward(module, query, key, value, mask, scaling=head_dim**-0.5)
@@ -71,11 +85,9 @@ def test_prefixed_cache_attention_equals_one_piece(
 ) -> None:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    generator = torch.Generator().manual_seed(heads * 100 + kv_length)
-    query = torch.randn(1, heads, q_length, head_dim, generator=generator)
-    key = torch.randn(1, kv_heads, kv_length, head_dim, generator=generator)
-    value = torch.randn(1, kv_heads, kv_length, head_dim, generator=generator)
-    module = SimpleNamespace(num_key_value_groups=heads // kv_heads, is_causal=True)
+    query, key, value, module = _inputs(
+        heads, kv_heads, q_length, kv_length, head_dim, heads * 100 + kv_length
+    )
     mask = _mask(q_length, kv_length)
     if mask_kind == "padded":
         mask[..., :2] = False
@@ -95,11 +107,7 @@ def test_prefixed_cache_attention_equals_one_piece(
 
 
 def test_prefix_in_half_precision_is_attended_close_to_full() -> None:
-    generator = torch.Generator().manual_seed(7)
-    query = torch.randn(1, 9, 24, 64, generator=generator)
-    key = torch.randn(1, 3, 300, 64, generator=generator)
-    value = torch.randn(1, 3, 300, 64, generator=generator)
-    module = SimpleNamespace(num_key_value_groups=3, is_causal=True)
+    query, key, value, module = _inputs(9, 3, 24, 300, 64, seed=7)
     mask = _mask(24, 300)
     tail_key, tail_value = _prefixed_key(key, value, 276, torch.bfloat16)
     with torch.inference_mode():
@@ -113,11 +121,7 @@ def test_prefix_in_half_precision_is_attended_close_to_full() -> None:
 def test_prefixed_keys_are_joined_where_gradients_flow() -> None:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    generator = torch.Generator().manual_seed(3)
-    query = torch.randn(1, 4, 5, 8, generator=generator)
-    key = torch.randn(1, 2, 12, 8, generator=generator)
-    value = torch.randn(1, 2, 12, 8, generator=generator)
-    module = SimpleNamespace(num_key_value_groups=2, is_causal=True)
+    query, key, value, module = _inputs(4, 2, 5, 12, 8, seed=3)
     tail_key, tail_value = _prefixed_key(key, value, 7, torch.float32)
     ours, _ = attention_forward(module, query, tail_key, tail_value, _mask(5, 12), scaling=0.5)
     theirs, _ = sdpa_attention_forward(module, query, key, value, _mask(5, 12), scaling=0.5)

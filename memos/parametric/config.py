@@ -21,9 +21,10 @@ class TrainConfig:
         lr: AdamW learning rate of the value vectors at the start; it decays
             to 0 on a cosine over ``steps``.
         key_lr: the same for the gate and key vectors, which start as copies
-            of the host's own units and are clipped to norm 1.
-        locality_weight: weight of the KL term on general text.
-        locality_batch: general-text lines in the KL term per step.
+            of the host's own units and are clipped to the host's row norm.
+        locality_weight: weight of the KL term (general text and chat questions).
+        locality_batch: general-text lines, and as many chat questions, in the
+            KL term per step.
         target_loss: stop once an epoch's mean task loss falls below this.
         patience: stop after this many epochs without a 1% improvement of the
             best epoch loss.

@@ -5,9 +5,10 @@ Training text comes from each item (see :func:`training_pairs`): a statement
 loss on the value), a question form and, for chat models, a chat form; any
 other text as plain language modelling. Training runs in shuffled minibatches
 of similar length; the logits are computed only where the loss falls. A
-locality term keeps the model's next-token distribution on unrelated general
-text (shipped in ``memos/data``) close to the untrained model's (KL), and row
-norms are clipped after each AdamW step. Training is seeded and stops early
+locality term keeps the model's next-token distribution close to the
+untrained model's (KL) on unrelated general text and on its own replies to
+ordinary chat questions (both shipped in ``memos/data``), and row norms are
+clipped after each AdamW step. Training is seeded and stops early
 when the epoch loss reaches a target or stops improving.
 """
 
