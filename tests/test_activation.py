@@ -232,3 +232,14 @@ def test_kv_cli(tmp_path: Path, lm: LanguageModel, monkeypatch: pytest.MonkeyPat
     assert json.loads(run("kv", "ls", "--json").stdout) == []
     missing = runner.invoke(app, ["--home", str(tmp_path / "h"), "kv", "rm", "nope"])
     assert missing.exit_code == 1 and "no snapshot" in missing.stderr
+
+
+def test_batched_greedy_decoding_equals_one_prompt_at_a_time(lm: LanguageModel) -> None:
+    from memos.chat import greedy_batch
+
+    questions = ["What is the capital of Italy?", "Name a colour.", "How many legs has a spider?"]
+    prompts = [lm.encode(lm.chat_text([{"role": "user", "content": q}], True)) for q in questions]
+    assert len({len(p) for p in prompts}) > 1  # left padding is exercised
+    batched = greedy_batch(lm, prompts, 8)
+    assert batched == [greedy(lm, p, None, 8, 0.0)[0] for p in prompts]
+    assert all(batched)
