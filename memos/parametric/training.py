@@ -32,6 +32,8 @@ from memos.parametric.config import TrainConfig
 
 Example = tuple[list[int], list[int]]  # token ids, labels (-100 outside the target)
 LOCALITY_REPLY_TOKENS = 16  # of the model's own reply to a general question, kept by the KL
+# The model's own replies to the general questions, by (fingerprint, attached memories).
+_REPLIES: dict[tuple[str, tuple[str, ...]], list[list[int]]] = {}
 
 
 @dataclass(frozen=True)
@@ -288,14 +290,21 @@ class _Locality:
 
 
 def _own_replies(lm: LanguageModel) -> list[Example]:
-    """The packaged general questions, each with the model's own greedy reply as its target."""
+    """The packaged general questions, each with the model's own greedy reply as its target.
+
+    The replies are decoded once per model (and set of attached memories) in a
+    process: every later training run on it reuses them.
+    """
     from memos.chat import greedy_batch
 
     ask = _chat_prompt(lm)
     if ask is None:
         return []
     prompts = [lm.encode(ask(q, i)) for i, q in enumerate(general_questions())]
-    replies = greedy_batch(lm, prompts, LOCALITY_REPLY_TOKENS)
+    key = (lm.fingerprint, tuple(sorted(sm.attached(lm.model))))
+    replies = _REPLIES.get(key)
+    if replies is None:
+        replies = _REPLIES[key] = greedy_batch(lm, prompts, LOCALITY_REPLY_TOKENS)
     bos = lm.tokenizer.bos_token_id
     examples = []
     for prompt, reply in zip(prompts, replies, strict=True):
