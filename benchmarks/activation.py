@@ -5,7 +5,7 @@ For memory blocks of about 256, 1024 and 2048 tokens on the default model
 of several repeats):
 
 - TTFT with a snapshot: read the file, restore a fresh cache, prefill the
-  user's turn, pick the first token (steady state: the file's SHA-256 is
+  user's turn, pick the first token (steady state: the file's BLAKE3 digest is
   checked on first use in a process, reported separately as first use);
 - TTFT with a full prefill of the same prompt;
 - the floor: a forward pass of only the user's turn with no cache, which is
@@ -86,7 +86,7 @@ def measure(
     greedy(
         lm, suffix, kv_snapshot.restore(lm, kv_snapshot.load(path, sha, lm.fingerprint)), 1, start
     )
-    first_use = time.perf_counter() - start  # includes the SHA-256 check of the file
+    first_use = time.perf_counter() - start  # includes the digest check of the file
     cached_s, full_s, load_s, floor_s = [], [], [], []
     for _ in range(repeats):
         start = time.perf_counter()
