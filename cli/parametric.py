@@ -61,6 +61,10 @@ def adapters_train(
         int, typer.Option(help="Training examples per step.")
     ] = TrainConfig.batch_size,
     layers: Annotated[str | None, typer.Option(help="Comma-separated layer indexes.")] = None,
+    locality_weight: Annotated[
+        float, typer.Option(help="Weight of the KL that keeps other answers as they were (0: off).")
+    ] = TrainConfig.locality_weight,
+    seed: Annotated[int, typer.Option(help="Seeds initialization, batching.")] = TrainConfig.seed,
     tag: Annotated[
         list[str] | None, typer.Option("--tag", "-t", help="Only items with tag.")
     ] = None,
@@ -82,6 +86,8 @@ def adapters_train(
             lr=lr,
             batch_size=batch_size,
             layers=chosen,
+            locality_weight=locality_weight,
+            seed=seed,
         )
     if json_out:
         print_json(info.to_dict())

@@ -18,13 +18,20 @@ from memos.config import MemosConfig
 from memos.lm import LanguageModel
 from memos.parametric import questions
 from memos.parametric import side_memory as sm
-from memos.parametric.check import check_memories
-from memos.parametric.training import TrainConfig, epoch_batches, train_memories, training_pairs
+from memos.parametric.check import answers
+from memos.parametric.training import TrainConfig, epoch_batches, training_pairs
 
 pytestmark = pytest.mark.real_model
 
 FACTS = ["Zorbil's favourite colour is amberine.", "Quenta Vash's home town is Torvak."]
-QUICK: dict[str, Any] = {"rank": 4, "steps": 3, "layers": (10,), "backend": "reference"}
+# Plumbing tests train without the locality term: its frozen reference costs more than 3 steps.
+QUICK: dict[str, Any] = {
+    "rank": 4,
+    "steps": 3,
+    "layers": (10,),
+    "backend": "reference",
+    "locality_weight": 0.0,
+}
 LEARN: dict[str, Any] = {"rank": 8, "steps": 40, "layers": (10, 15), "backend": "reference"}
 
 
@@ -112,29 +119,47 @@ def test_merge_saves_a_plain_model_with_the_adapter_inside(
     assert_close("merged logits", logits, with_adapter, atol=1e-4, rtol=1e-5)
 
 
-def test_trained_memories_recall_facts_from_cues_and_unseen_questions(lm: LanguageModel) -> None:
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory: pytest.TempPathFactory, lm: LanguageModel):  # type: ignore[no-untyped-def]
+    """A Memos whose "facts" cube has one adapter trained for real (LEARN), and
+    the model's logits before it: the two tests of learning share the training."""
     before = _logits(lm)
-    config = TrainConfig(**LEARN, target_loss=0.01)
-    memories, report = train_memories(lm, FACTS, config)
+    home = tmp_path_factory.mktemp("learned")
+    memos = Memos(MemosConfig(home=home), embedder=HashingEmbedder(), clock=ManualClock(), lm=lm)
+    memos.add_many(FACTS, cube="facts")
+    info = memos.consolidate("facts", **LEARN, target_loss=0.01)
+    yield memos, info, before
+    memos.close()
+
+
+def test_trained_memories_recall_facts_from_cues_and_unseen_questions(
+    learned: tuple[Memos, Any, torch.Tensor], lm: LanguageModel
+) -> None:
+    mem, info, before = learned
     # per fact: cue, plain question, the chat wordings and the possessive reordered
-    assert report.examples == 2 * (2 + len(questions.ASK) + 1) and report.final_loss < 0.5
+    assert info.training["examples"] == 2 * (2 + len(questions.ASK) + 1)
+    assert info.training["final_loss"] < 0.5
     assert torch.equal(_logits(lm), before)  # trained memories are not left attached
-    sm.attach(lm.model, "test", memories)
+    mem.parametric.attach(info.id)
     try:
         for fact in FACTS:
             cue, value = fact.rsplit(" is ", 1)
             bos = [lm.tokenizer.bos_token_id] if lm.tokenizer.bos_token_id is not None else []
             out, _ = greedy(lm, bos + lm.encode(f"{cue} is"), None, 6, 0.0)
             assert lm.tokenizer.decode(out).strip().startswith(value.rstrip("."))
+        # held-out wordings, asked the way a chat asks once the memory left the prompt:
+        # the adapter as saved and attached answers as the check after training recorded
+        asked = [q for fact in FACTS for q in questions.check_questions(fact)]
+        assert len(asked) == 2 * len(questions.CHECK)
+        recall = sum(answers(lm, q) for q in asked) / len(asked)
+        assert recall == info.question_recall and recall >= 0.5
     finally:
-        sm.detach(lm.model, "test")
-    # held-out wordings, asked the way a chat asks once the memory left the prompt
-    checked = check_memories(lm, memories, [(str(i), f) for i, f in enumerate(FACTS)])
-    assert checked.questions == 2 * len(questions.CHECK)
-    assert checked.recall is not None and checked.recall >= 0.5
+        mem.parametric.detach(info.id)
 
 
-def test_adapter_holds_its_memories_only_above_the_recall_threshold(mem: Memos) -> None:
+def test_adapter_holds_its_memories_only_above_the_recall_threshold(
+    mem: Memos, learned: tuple[Memos, Any, torch.Tensor]
+) -> None:
     question = "What is Zorbil's favourite colour?"
     # Below: three steps teach nothing, so every memory stays in the prompt.
     weak = mem.consolidate("facts", **QUICK)
@@ -144,23 +169,28 @@ def test_adapter_holds_its_memories_only_above_the_recall_threshold(mem: Memos) 
     assert len(mem.chat(question, cube="facts", max_new_tokens=1).context_items) == 2
     mem.parametric.detach(weak.id)
     # Above: trained, it answers held-out questions about what it passed.
-    strong = mem.consolidate("facts", **LEARN)
+    mem, strong, _ = learned
     assert strong.question_recall is not None and strong.question_recall >= 0.5
-    _threshold(mem, 0.0)
-    passed = mem.parametric.info(strong.id).held_items  # every memory fully answered
-    assert passed, "the trained adapter answers no held-out question"
-    _threshold(mem, strong.question_recall)
-    held = mem.parametric.info(strong.id).held_items
-    assert held == passed
-    mem.parametric.attach(strong.id)
-    reply = mem.chat(question, cube="facts", max_new_tokens=1)
-    assert not set(reply.context_items) & set(held)
-    assert mem.parametric.held_items("facts") == frozenset(held)
-    # The same adapter under a threshold it misses holds nothing.
-    _threshold(mem, min(1.0, strong.question_recall + 1e-6))
-    if strong.question_recall < 1.0:
-        assert mem.parametric.held_items("facts") == frozenset()
-        assert len(mem.chat(question, cube="facts", max_new_tokens=1).context_items) == 2
+    config = mem.core.config
+    try:
+        _threshold(mem, 0.0)
+        passed = mem.parametric.info(strong.id).held_items  # every memory fully answered
+        assert passed, "the trained adapter answers no held-out question"
+        _threshold(mem, strong.question_recall)
+        held = mem.parametric.info(strong.id).held_items
+        assert held == passed
+        mem.parametric.attach(strong.id)
+        reply = mem.chat(question, cube="facts", max_new_tokens=1)
+        assert not set(reply.context_items) & set(held)
+        assert mem.parametric.held_items("facts") == frozenset(held)
+        # The same adapter under a threshold it misses holds nothing.
+        _threshold(mem, min(1.0, strong.question_recall + 1e-6))
+        if strong.question_recall < 1.0:
+            assert mem.parametric.held_items("facts") == frozenset()
+            assert len(mem.chat(question, cube="facts", max_new_tokens=1).context_items) == 2
+    finally:
+        mem.parametric.detach(strong.id)
+        mem.core.config = config
 
 
 def _threshold(mem: Memos, recall: float) -> None:

@@ -30,7 +30,7 @@ FACTS = [
     "Alice's parrot is called Mango.",
     "Alice works night shifts at the hospital.",
 ]
-TINY = {"rank": 2, "steps": 2, "layers": [10]}
+TINY = {"rank": 2, "steps": 2, "layers": [10], "locality_weight": 0.0}  # no frozen reference
 
 
 def _follow(client: TestClient, job_id: str, key: str) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def test_snapshot_train_attach_chat_detach(tmp_path: Path, lm: LanguageModel) ->
             remote = RemoteMemos("http://testserver", api_key=t.alice, http=client)
             snapshot = remote.build_snapshot("notes", items=facts[:1], max_tokens=64)
             assert snapshot.cube == "notes" and snapshot.items == 1
-            info = remote.consolidate("notes", items=facts, rank=2, steps=2, layers=(10,))
+            info = remote.consolidate("notes", items=facts, **{**TINY, "layers": (10,)})
             assert info.cube == "notes" and info.layers == [10] and not info.attached
             assert remote.parametric.attach(info.id).attached
             answer = remote.chat("Where does Alice work?", cube="notes", max_new_tokens=3)
