@@ -15,6 +15,10 @@ of several repeats):
   memories, ``build_snapshot``, then ``reply.ttft_s`` of
   ``mem.chat(..., max_new_tokens=1)`` against a forward of the same user-turn
   tokens with no cache, interleaved in the same process;
+- the arithmetic bound: the multiply-adds of exact attention from the user's
+  turn over the snapshot's keys, at this machine's float32 matmul peak
+  (measured in the same run), added to the floor: ``bound_ratio`` is the least
+  ratio any exact attention could reach here;
 - for each snapshot dtype (``--dtypes``, float32 and bfloat16): bytes per
   token, load time, the first-token logits against a full prefill (max abs
   difference), and whether the first 24 greedy tokens are the same.
@@ -72,8 +76,25 @@ def first_logits(lm: LanguageModel, ids: list[int], cache: object = None) -> tor
     return out.logits[0, -1].float()
 
 
+def matmul_peak_gflops(size: int = 1024, repeats: int = 10) -> float:
+    """This machine's float32 matmul rate (best of ``repeats`` square products)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def attention_gflop(lm: LanguageModel, query_tokens: int, cached_tokens: int) -> float:
+    """Floating-point work of attention from ``query_tokens`` over ``cached_tokens``
+    keys in every layer (scores and weighted values: 4 flops per query, key and
+    head dimension)."""
+    config = lm.model.config
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return 4 * config.num_hidden_layers * heads * query_tokens * cached_tokens * head_dim / 1e9
+
+
 def measure(
-    lm: LanguageModel, tokens: int, repeats: int, folder: Path, dtype: str
+    lm: LanguageModel, tokens: int, repeats: int, folder: Path, dtype: str, peak_gflops: float
 ) -> dict[str, object]:
     _, prefix, suffix = prompt_for(lm, tokens)
     snapshot = kv_snapshot.prefill(lm, prefix, dtype)
@@ -105,6 +126,7 @@ def measure(
     )
     cached, full = statistics.median(cached_s), statistics.median(full_s)
     floor = statistics.median(floor_s)
+    bound = attention_gflop(lm, len(suffix), len(prefix)) / peak_gflops
     return {
         "dtype": dtype,
         "block_tokens": len(prefix),
@@ -116,6 +138,8 @@ def measure(
         "ratio": cached / floor,
         "first_use_ratio": first_use / floor,
         "first_use_floor_ms": floor_first * 1000,
+        "attention_bound_ms": bound * 1000,
+        "bound_ratio": (floor + bound) / floor,
         "speedup": full / cached,
         "snapshot_load_ms": statistics.median(load_s) * 1000,
         "bytes_per_token": size / len(prefix),
@@ -125,7 +149,9 @@ def measure(
     }
 
 
-def measure_chat(lm: LanguageModel, tokens: int, repeats: int, home: Path) -> dict[str, object]:
+def measure_chat(
+    lm: LanguageModel, tokens: int, repeats: int, home: Path, peak_gflops: float
+) -> dict[str, object]:
     """``Memos.chat`` from a snapshot of about ``tokens`` tokens against its floor."""
     mem = Memos(MemosConfig(home=home), lm=lm)
     try:
@@ -147,6 +173,7 @@ def measure_chat(lm: LanguageModel, tokens: int, repeats: int, home: Path) -> di
     finally:
         mem.close()
     ttft, floor = statistics.median(ttft_s), statistics.median(floor_s)
+    bound = attention_gflop(lm, len(suffix), info.tokens) / peak_gflops
     return {
         "dtype": info.dtype,
         "block_tokens": info.tokens,
@@ -157,6 +184,7 @@ def measure_chat(lm: LanguageModel, tokens: int, repeats: int, home: Path) -> di
         "chat_ttft_first_use_ms": first.ttft_s * 1000,
         "first_use_ratio": first.ttft_s / floor,
         "first_use_floor_ms": floor_first * 1000,
+        "bound_ratio": (floor + bound) / floor,
     }
 
 
@@ -191,14 +219,15 @@ def main() -> None:
         home = Path(scratch)
         lm = load_lm(args.lm, MemosConfig.from_env().home)
         greedy(lm, lm.encode("warm up"), None, 1, time.perf_counter())
+        peak = matmul_peak_gflops()
         rows = [
-            measure(lm, int(n), args.repeats, home, dtype)
+            measure(lm, int(n), args.repeats, home, dtype, peak)
             for n in args.sizes.split(",")
             if n
             for dtype in args.dtypes.split(",")
         ]
         chat_rows = [
-            measure_chat(lm, int(n), args.repeats, home / f"chat-{n}")
+            measure_chat(lm, int(n), args.repeats, home / f"chat-{n}", peak)
             for n in args.chat_sizes.split(",")
             if n
         ]
@@ -212,11 +241,13 @@ def main() -> None:
         "device": lm.device,
         "device_name": device,
         "threads": torch.get_num_threads(),
+        "matmul_peak_gflops": peak,
         "results": rows,
         "chat": chat_rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"float32 matmul peak: {peak:.0f} GFLOP/s")
     _table(
         rows,
         [
@@ -226,6 +257,8 @@ def main() -> None:
             "ttft_snapshot_ms",
             "floor_ms",
             "ratio",
+            "attention_bound_ms",
+            "bound_ratio",
             "speedup",
             "ttft_snapshot_first_use_ms",
             "first_use_ratio",
@@ -245,6 +278,7 @@ def main() -> None:
                 "chat_ttft_ms",
                 "floor_ms",
                 "ratio",
+                "bound_ratio",
                 "chat_ttft_first_use_ms",
                 "first_use_ratio",
             ],
