@@ -343,6 +343,8 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=128)
     parser.add_argument("--lr", type=float, default=C.TrainConfig.lr)
     parser.add_argument("--lora-lr", type=float, default=5e-3)
+    parser.add_argument("--locality-weight", type=float, default=C.TrainConfig.locality_weight)
+    parser.add_argument("--locality-batch", type=int, default=C.TrainConfig.locality_batch)
     parser.add_argument("--no-lora", action="store_true")
     parser.add_argument("--parts", default="facts,freeform,prompt")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "parametric.json"))
@@ -353,7 +355,13 @@ def main() -> None:
         json.loads((DATA / "freeform_facts.json").read_text()),
         json.loads((DATA / "locality_questions.json").read_text()),
     )
-    config = C.TrainConfig(rank=args.rank, steps=args.steps, lr=args.lr)
+    config = C.TrainConfig(
+        rank=args.rank,
+        steps=args.steps,
+        lr=args.lr,
+        locality_weight=args.locality_weight,
+        locality_batch=args.locality_batch,
+    )
     parts = args.parts.split(",")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from memos.lm import LanguageModel
 from memos.parametric import questions
 from memos.parametric import side_memory as sm
 from memos.parametric.check import answers
+from memos.parametric.tier import AdapterInfo
 from memos.parametric.training import TrainConfig, epoch_batches, training_pairs
 
 pytestmark = pytest.mark.real_model
@@ -120,7 +122,9 @@ def test_merge_saves_a_plain_model_with_the_adapter_inside(
 
 
 @pytest.fixture(scope="module")
-def learned(tmp_path_factory: pytest.TempPathFactory, lm: LanguageModel):  # type: ignore[no-untyped-def]
+def learned(
+    tmp_path_factory: pytest.TempPathFactory, lm: LanguageModel
+) -> Iterator[tuple[Memos, AdapterInfo, torch.Tensor]]:
     """A Memos whose "facts" cube has one adapter trained for real (LEARN), and
     the model's logits before it: the two tests of learning share the training."""
     before = _logits(lm)
@@ -133,7 +137,7 @@ def learned(tmp_path_factory: pytest.TempPathFactory, lm: LanguageModel):  # typ
 
 
 def test_trained_memories_recall_facts_from_cues_and_unseen_questions(
-    learned: tuple[Memos, Any, torch.Tensor], lm: LanguageModel
+    learned: tuple[Memos, AdapterInfo, torch.Tensor], lm: LanguageModel
 ) -> None:
     mem, info, before = learned
     # per fact: cue, plain question, the chat wordings and the possessive reordered
@@ -158,7 +162,7 @@ def test_trained_memories_recall_facts_from_cues_and_unseen_questions(
 
 
 def test_adapter_holds_its_memories_only_above_the_recall_threshold(
-    mem: Memos, learned: tuple[Memos, Any, torch.Tensor]
+    mem: Memos, learned: tuple[Memos, AdapterInfo, torch.Tensor]
 ) -> None:
     question = "What is Zorbil's favourite colour?"
     # Below: three steps teach nothing, so every memory stays in the prompt.
@@ -169,28 +173,28 @@ def test_adapter_holds_its_memories_only_above_the_recall_threshold(
     assert len(mem.chat(question, cube="facts", max_new_tokens=1).context_items) == 2
     mem.parametric.detach(weak.id)
     # Above: trained, it answers held-out questions about what it passed.
-    mem, strong, _ = learned
+    trained, strong, _ = learned
     assert strong.question_recall is not None and strong.question_recall >= 0.5
-    config = mem.core.config
+    config = trained.core.config
     try:
-        _threshold(mem, 0.0)
-        passed = mem.parametric.info(strong.id).held_items  # every memory fully answered
+        _threshold(trained, 0.0)
+        passed = trained.parametric.info(strong.id).held_items  # every memory fully answered
         assert passed, "the trained adapter answers no held-out question"
-        _threshold(mem, strong.question_recall)
-        held = mem.parametric.info(strong.id).held_items
+        _threshold(trained, strong.question_recall)
+        held = trained.parametric.info(strong.id).held_items
         assert held == passed
-        mem.parametric.attach(strong.id)
-        reply = mem.chat(question, cube="facts", max_new_tokens=1)
+        trained.parametric.attach(strong.id)
+        reply = trained.chat(question, cube="facts", max_new_tokens=1)
         assert not set(reply.context_items) & set(held)
-        assert mem.parametric.held_items("facts") == frozenset(held)
+        assert trained.parametric.held_items("facts") == frozenset(held)
         # The same adapter under a threshold it misses holds nothing.
-        _threshold(mem, min(1.0, strong.question_recall + 1e-6))
+        _threshold(trained, min(1.0, strong.question_recall + 1e-6))
         if strong.question_recall < 1.0:
-            assert mem.parametric.held_items("facts") == frozenset()
-            assert len(mem.chat(question, cube="facts", max_new_tokens=1).context_items) == 2
+            assert trained.parametric.held_items("facts") == frozenset()
+            assert len(trained.chat(question, cube="facts", max_new_tokens=1).context_items) == 2
     finally:
-        mem.parametric.detach(strong.id)
-        mem.core.config = config
+        trained.parametric.detach(strong.id)
+        trained.core.config = config
 
 
 def _threshold(mem: Memos, recall: float) -> None:
