@@ -72,8 +72,8 @@ def prompt_for(lm: LanguageModel, tokens: int) -> tuple[str, list[int], list[int
 
 def first_logits(lm: LanguageModel, ids: list[int], cache: object = None) -> torch.Tensor:
     with torch.inference_mode():
-        out = lm.model(input_ids=torch.tensor([ids]), past_key_values=cache, use_cache=True)
-    return out.logits[0, -1].float()
+        logits, _ = lm.forward(torch.tensor([ids]), cache)
+    return logits[0, -1].float()
 
 
 def matmul_peak_gflops(size: int = 1024, repeats: int = 10) -> float:

@@ -124,9 +124,8 @@ def greedy(
     with torch.inference_mode():
         for step in range(max_new_tokens):
             # Only the last position's logits are needed (skips the LM head elsewhere).
-            out = lm.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            cache = out.past_key_values
-            token = int(out.logits[0, -1].argmax())
+            logits, cache = lm.forward(ids, cache, logits_to_keep=1)
+            token = int(logits[0, -1].argmax())
             if step == 0:
                 ttft = time.perf_counter() - start
             if token in stops:

@@ -10,6 +10,7 @@ Any local transformers causal-LM folder can be used instead.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -56,6 +57,27 @@ class LanguageModel:
     def encode(self, text: str) -> list[int]:
         """Token ids of already-templated text (no special tokens added)."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def forward(self, input_ids: Any, cache: Any = None, **kwargs: Any) -> tuple[Any, Any]:
+        """One forward pass that continues ``cache``: its logits and the cache after it.
+
+        ``kwargs`` go to the model as they are (``logits_to_keep=1``, ...).
+        """
+        arg = _cache_arg()
+        out = self.model(input_ids=input_ids, use_cache=True, **{arg: cache}, **kwargs)
+        return out.logits, getattr(out, arg)
+
+
+@functools.cache
+def _cache_arg() -> str:
+    """The installed transformers' name for the KV cache, in and out of a forward pass.
+
+    transformers 5.2x renamed ``past_key_values`` to ``cache`` and warns on the
+    old name, which 5.40 removes; 4.56 knows only the old one.
+    """
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 def gguf_path() -> Path:

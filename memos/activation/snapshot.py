@@ -60,10 +60,10 @@ def prefill(lm: Any, token_ids: list[int], dtype: str = "float32") -> Snapshot:
         raise ValueError(f"dtype={dtype!r}; allowed: {', '.join(DTYPES)}")
     ids = torch.tensor([token_ids], device=lm.device)  # [1, T]
     with torch.inference_mode():
-        out = lm.model(input_ids=ids, use_cache=True)
+        _, cache = lm.forward(ids)
     target = getattr(torch, dtype)
     tensors: dict[str, Any] = {}
-    for i, layer in enumerate(out.past_key_values.layers):
+    for i, layer in enumerate(cache.layers):
         tensors[f"k.{i}"] = layer.keys.detach().to("cpu", target).contiguous()
         tensors[f"v.{i}"] = layer.values.detach().to("cpu", target).contiguous()
     return Snapshot(tensors, list(token_ids), lm.fingerprint, dtype)
