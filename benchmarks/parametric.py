@@ -164,11 +164,22 @@ def perplexity(lm: LanguageModel) -> float:
     return math.exp(sum(losses) / len(losses))
 
 
-def locality(lm: LanguageModel, sets: Sets) -> list[bool]:
-    replies = ask_all(lm, [q["question"] for q in sets.locality])
-    return [
-        contains(reply, q["answers"]) for (reply, _), q in zip(replies, sets.locality, strict=True)
+def locality(lm: LanguageModel, sets: Sets) -> list[str]:
+    """The model's replies to the ordinary questions."""
+    return [reply for reply, _ in ask_all(lm, [q["question"] for q in sets.locality])]
+
+
+def first_sentence(reply: str) -> str:
+    return re.split(r"(?<=[.!?])\s|\n", reply.strip(), maxsplit=1)[0]
+
+
+def kept(now: list[str], was: list[str], sets: Sets, cut: Callable[[str], str]) -> float:
+    """Of the questions right before (within ``cut`` of the reply), the share still right."""
+    pairs = [
+        (contains(cut(a), q["answers"]), contains(cut(b), q["answers"]))
+        for a, b, q in zip(now, was, sets.locality, strict=True)
     ]
+    return statistics.mean(right for right, before in pairs if before)
 
 
 def score(
@@ -200,15 +211,21 @@ def evaluate(
     )
     if part == "facts":
         result["cue_recall"] = cue_recall(lm, sets.facts)
-    right = locality(lm, sets)
+    replies = locality(lm, sets)
     result["perplexity"] = perplexity(lm)
     if base is None:
-        result["locality_right"] = right
-    else:
-        pairs = list(zip(right, base["locality_right"], sets.locality, strict=True))
-        result["locality_kept"] = statistics.mean(now for now, was, _ in pairs if was)
-        result["locality_lost"] = [q["question"] for now, was, q in pairs if was and not now]
-        result["perplexity_increase"] = result["perplexity"] / base["perplexity"] - 1
+        result["locality_replies"] = replies
+        return result
+    was = base["locality_replies"]
+    result["locality_kept"] = kept(replies, was, sets, lambda reply: reply)
+    # a stricter reading of "answered right": the answer is in the first sentence
+    result["locality_kept_first_sentence"] = kept(replies, was, sets, first_sentence)
+    result["locality_lost"] = [
+        {"question": q["question"], "before": b, "after": a}
+        for a, b, q in zip(replies, was, sets.locality, strict=True)
+        if contains(b, q["answers"]) and not contains(a, q["answers"])
+    ]
+    result["perplexity_increase"] = result["perplexity"] / base["perplexity"] - 1
     return result
 
 
@@ -268,6 +285,16 @@ def _progress(label: str) -> Callable[[int, int], None]:
     return report
 
 
+def _right_before(replies: list[str], sets: Sets) -> dict[str, int]:
+    answers = [q["answers"] for q in sets.locality]
+    return {
+        "locality_questions": sum(contains(r, a) for r, a in zip(replies, answers, strict=True)),
+        "locality_questions_first_sentence": sum(
+            contains(first_sentence(r), a) for r, a in zip(replies, answers, strict=True)
+        ),
+    }
+
+
 def _training(report: C.TrainReport, total: int) -> dict[str, Any]:
     return {
         "steps": report.steps,
@@ -297,8 +324,9 @@ def run_set(
     check = check_memories(lm, memories, [(str(i), t) for i, t in enumerate(texts)])
     sm.attach(lm.model, "bench", memories)
     rows: dict[str, Any] = {
-        "before": {k: v for k, v in base.items() if k != "locality_right"}
-        | {"locality_kept": 1.0, "locality_questions": sum(base["locality_right"])},
+        "config": dataclasses.asdict(config),
+        "before": {k: v for k, v in base.items() if k != "locality_replies"}
+        | {"locality_kept": 1.0, **_right_before(base["locality_replies"], sets)},
         "side_glu": {
             **evaluate(lm, sets, part, base),
             **_training(report, total),
@@ -332,6 +360,25 @@ def save(result: dict[str, Any], part: str, out: Path) -> Callable[[dict[str, An
         out.write_text(json.dumps({**result, part: rows}, indent=2) + "\n")
 
     return write
+
+
+def kept_parts(out: Path, result: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """The parts a previous run saved in ``out`` that this run does not measure.
+
+    Kept only when that run used the same model, facts and wordings, so that one
+    file can hold a table measured part by part (each part records its config).
+    """
+    if not out.exists():
+        return {}
+    before = json.loads(out.read_text())
+    if any(before.get(k) != v for k, v in result.items() if k != "threads"):
+        return {}
+    names = {"facts": "facts", "freeform": "freeform", "prompt": "facts_in_prompt"}
+    kept = {names[p]: before[names[p]] for p in names if p not in parts and names[p] in before}
+    for trained in ("facts", "freeform"):  # files from before per-part configs
+        if trained in kept:
+            kept[trained].setdefault("config", before.get("config"))
+    return kept
 
 
 def main() -> None:
@@ -369,11 +416,11 @@ def main() -> None:
         "model": lm.path.name,
         "device": lm.device,
         "threads": torch.get_num_threads(),
-        "facts": args.facts,
+        "fact_count": args.facts,
         "freeform_memories": len(sets.freeform),
         "held_out_wordings": list(HELD_OUT),
-        "config": dataclasses.asdict(config),
     }
+    result |= kept_parts(out, result, parts)
     for part in ("facts", "freeform"):
         if part in parts:
             result[part] = run_set(lm, sets, part, config, args, save(result, part, out))

@@ -38,7 +38,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 5e-2
     key_lr: float = 5e-3
-    locality_weight: float = 3.0
+    locality_weight: float = 6.0
     locality_batch: int = 8
     target_loss: float = 0.05
     patience: int = 3
