@@ -173,7 +173,7 @@ def first_sentence(reply: str) -> str:
     return re.split(r"(?<=[.!?])\s|\n", reply.strip(), maxsplit=1)[0]
 
 
-def kept(now: list[str], was: list[str], sets: Sets, cut: Callable[[str], str]) -> float:
+def share_kept(now: list[str], was: list[str], sets: Sets, cut: Callable[[str], str]) -> float:
     """Of the questions right before (within ``cut`` of the reply), the share still right."""
     pairs = [
         (contains(cut(a), q["answers"]), contains(cut(b), q["answers"]))
@@ -217,9 +217,9 @@ def evaluate(
         result["locality_replies"] = replies
         return result
     was = base["locality_replies"]
-    result["locality_kept"] = kept(replies, was, sets, lambda reply: reply)
+    result["locality_kept"] = share_kept(replies, was, sets, lambda reply: reply)
     # a stricter reading of "answered right": the answer is in the first sentence
-    result["locality_kept_first_sentence"] = kept(replies, was, sets, first_sentence)
+    result["locality_kept_first_sentence"] = share_kept(replies, was, sets, first_sentence)
     result["locality_lost"] = [
         {"question": q["question"], "before": b, "after": a}
         for a, b, q in zip(replies, was, sets.locality, strict=True)
