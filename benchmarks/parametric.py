@@ -173,12 +173,14 @@ def first_sentence(reply: str) -> str:
     return re.split(r"(?<=[.!?])\s|\n", reply.strip(), maxsplit=1)[0]
 
 
+def answered(replies: list[str], sets: Sets, cut: Callable[[str], str] = str) -> list[bool]:
+    """Per ordinary question, whether ``cut`` of its reply holds an answer."""
+    return [contains(cut(r), q["answers"]) for r, q in zip(replies, sets.locality, strict=True)]
+
+
 def share_kept(now: list[str], was: list[str], sets: Sets, cut: Callable[[str], str]) -> float:
     """Of the questions right before (within ``cut`` of the reply), the share still right."""
-    pairs = [
-        (contains(cut(a), q["answers"]), contains(cut(b), q["answers"]))
-        for a, b, q in zip(now, was, sets.locality, strict=True)
-    ]
+    pairs = zip(answered(now, sets, cut), answered(was, sets, cut), strict=True)
     return statistics.mean(right for right, before in pairs if before)
 
 
@@ -217,13 +219,15 @@ def evaluate(
         result["locality_replies"] = replies
         return result
     was = base["locality_replies"]
-    result["locality_kept"] = share_kept(replies, was, sets, lambda reply: reply)
+    result["locality_kept"] = share_kept(replies, was, sets, str)
     # a stricter reading of "answered right": the answer is in the first sentence
     result["locality_kept_first_sentence"] = share_kept(replies, was, sets, first_sentence)
     result["locality_lost"] = [
         {"question": q["question"], "before": b, "after": a}
-        for a, b, q in zip(replies, was, sets.locality, strict=True)
-        if contains(b, q["answers"]) and not contains(a, q["answers"])
+        for a, b, q, now, before in zip(
+            replies, was, sets.locality, answered(replies, sets), answered(was, sets), strict=True
+        )
+        if before and not now
     ]
     result["perplexity_increase"] = result["perplexity"] / base["perplexity"] - 1
     return result
@@ -286,12 +290,9 @@ def _progress(label: str) -> Callable[[int, int], None]:
 
 
 def _right_before(replies: list[str], sets: Sets) -> dict[str, int]:
-    answers = [q["answers"] for q in sets.locality]
     return {
-        "locality_questions": sum(contains(r, a) for r, a in zip(replies, answers, strict=True)),
-        "locality_questions_first_sentence": sum(
-            contains(first_sentence(r), a) for r, a in zip(replies, answers, strict=True)
-        ),
+        "locality_questions": sum(answered(replies, sets)),
+        "locality_questions_first_sentence": sum(answered(replies, sets, first_sentence)),
     }
 
 
@@ -374,11 +375,7 @@ def kept_parts(out: Path, result: dict[str, Any], parts: list[str]) -> dict[str,
     if any(before.get(k) != v for k, v in result.items() if k != "threads"):
         return {}
     names = {"facts": "facts", "freeform": "freeform", "prompt": "facts_in_prompt"}
-    kept = {names[p]: before[names[p]] for p in names if p not in parts and names[p] in before}
-    for trained in ("facts", "freeform"):  # files from before per-part configs
-        if trained in kept:
-            kept[trained].setdefault("config", before.get("config"))
-    return kept
+    return {names[p]: before[names[p]] for p in names if p not in parts and names[p] in before}
 
 
 def main() -> None:
