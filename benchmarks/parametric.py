@@ -19,7 +19,9 @@ memory text in the prompt, except "facts in prompt", which answers through
   ``memos/parametric/questions.py``), and on the free-form questions;
 - locality: of the ordinary questions the base model answers right
   (``benchmarks/data/locality_questions.json``, written for memos), the share
-  still answered right;
+  still answered right; also read with the answer in the reply's first
+  sentence, and over the answers the base model gave by a clear margin
+  (:data:`CLEAR_MARGIN`);
 - perplexity increase on held-out general text, prompt tokens per question,
   training time and trainable parameters.
 
@@ -77,6 +79,10 @@ PERPLEXITY_TEXT = [
     "Most people sleep better in a cool, dark and quiet room.",
 ]
 REPLY_TOKENS = 20
+# An ordinary question is answered "clearly" when every reply token up to the end
+# of the answer beat the runner-up by this much (nats); below it a greedy reply
+# flips on any perturbation (an adapter trained 2 steps already loses 4 of 80).
+CLEAR_MARGIN = 0.1
 
 Fact = tuple[str, str, str]  # entity, attribute, value
 
@@ -132,12 +138,14 @@ def contains(reply: str, answers: list[str]) -> bool:
     return any(re.search(r"(?<!\w)" + re.escape(a.lower()) + r"(?!\w)", text) for a in answers)
 
 
-def ask_all(lm: LanguageModel, questions: list[str]) -> list[tuple[str, int]]:
-    """Greedy chat replies to ``questions`` with no memory in the prompt, and the prompt sizes.
+def chat_prompts(lm: LanguageModel, questions: list[str]) -> list[list[int]]:
+    """The prompts ``Memos.chat`` would send for ``questions`` without memories."""
+    return [lm.encode(lm.chat_text([{"role": "user", "content": q}], True)) for q in questions]
 
-    The prompts are exactly what ``Memos.chat`` would send without memories.
-    """
-    prompts = [lm.encode(lm.chat_text([{"role": "user", "content": q}], True)) for q in questions]
+
+def ask_all(lm: LanguageModel, questions: list[str]) -> list[tuple[str, int]]:
+    """Greedy chat replies to ``questions`` with no memory in the prompt, and the prompt sizes."""
+    prompts = chat_prompts(lm, questions)
     replies = greedy_batch(lm, prompts, REPLY_TOKENS)
     return [
         (lm.tokenizer.decode(reply, skip_special_tokens=True), len(prompt))
@@ -167,6 +175,35 @@ def perplexity(lm: LanguageModel) -> float:
 def locality(lm: LanguageModel, sets: Sets) -> list[str]:
     """The model's replies to the ordinary questions."""
     return [reply for reply, _ in ask_all(lm, [q["question"] for q in sets.locality])]
+
+
+def clear_answers(lm: LanguageModel, sets: Sets) -> list[bool]:
+    """Per ordinary question, whether the model answers it right by a clear margin.
+
+    The greedy reply must hold an answer, and every token up to the end of the
+    first answer must have won by at least :data:`CLEAR_MARGIN` nats.
+    """
+    questions = [q["question"] for q in sets.locality]
+    prompts = chat_prompts(lm, questions)
+    replies = greedy_batch(lm, prompts, REPLY_TOKENS)
+    return [
+        _won_clearly(lm, prompt, reply, q["answers"])
+        for prompt, reply, q in zip(prompts, replies, sets.locality, strict=True)
+    ]
+
+
+def _won_clearly(
+    lm: LanguageModel, prompt: list[int], reply: list[int], answers: list[str]
+) -> bool:
+    decode = lm.tokenizer.decode
+    end = next((k for k in range(1, len(reply) + 1) if contains(decode(reply[:k]), answers)), None)
+    if end is None:
+        return False
+    with torch.inference_mode():
+        logits = lm.model(input_ids=torch.tensor([prompt + reply[:end]])).logits[0]
+    chosen = logits[len(prompt) - 1 : len(prompt) - 1 + end].float().log_softmax(-1)  # [end, V]
+    best = chosen.topk(2).values  # [end, 2]
+    return bool((best[:, 0] - best[:, 1]).min() >= CLEAR_MARGIN)
 
 
 def first_sentence(reply: str) -> str:
@@ -217,11 +254,18 @@ def evaluate(
     result["perplexity"] = perplexity(lm)
     if base is None:
         result["locality_replies"] = replies
+        result["locality_clear"] = clear_answers(lm, sets)
         return result
     was = base["locality_replies"]
     result["locality_kept"] = share_kept(replies, was, sets, str)
     # a stricter reading of "answered right": the answer is in the first sentence
     result["locality_kept_first_sentence"] = share_kept(replies, was, sets, first_sentence)
+    # the answers the base model gave by a clear margin, not by a coin flip
+    result["locality_kept_clear"] = statistics.mean(
+        right
+        for right, clear in zip(answered(replies, sets), base["locality_clear"], strict=True)
+        if clear
+    )
     result["locality_lost"] = [
         {"question": q["question"], "before": b, "after": a}
         for a, b, q, now, before in zip(
@@ -289,10 +333,13 @@ def _progress(label: str) -> Callable[[int, int], None]:
     return report
 
 
-def _right_before(replies: list[str], sets: Sets) -> dict[str, int]:
+def _right_before(base: dict[str, Any], sets: Sets) -> dict[str, int]:
+    """How many ordinary questions the base model answers right, by each reading."""
+    replies = base["locality_replies"]
     return {
         "locality_questions": sum(answered(replies, sets)),
         "locality_questions_first_sentence": sum(answered(replies, sets, first_sentence)),
+        "locality_questions_clear": sum(base["locality_clear"]),
     }
 
 
@@ -326,8 +373,8 @@ def run_set(
     sm.attach(lm.model, "bench", memories)
     rows: dict[str, Any] = {
         "config": dataclasses.asdict(config),
-        "before": {k: v for k, v in base.items() if k != "locality_replies"}
-        | {"locality_kept": 1.0, **_right_before(base["locality_replies"], sets)},
+        "before": {k: v for k, v in base.items() if not k.startswith("locality_")}
+        | {"locality_kept": 1.0, **_right_before(base, sets)},
         "side_glu": {
             **evaluate(lm, sets, part, base),
             **_training(report, total),
