@@ -12,9 +12,7 @@ Two kinds of memory text are understood:
 - anything else ("I moved to Porto in May."): its salient spans (capitalised
   words after the first, words with digits; failing those, its last content
   word, where English puts new information) are the answers, asked for by
-  cloze and topic questions, by the memory asked in place ("I moved where in
-  May?") and by what it says of each thing it names ("What do you remember
-  about my bike?").
+  cloze and topic questions.
 
 The wordings used for training (:data:`ASK`) and the wordings used to check an
 adapter after training (:data:`CHECK`) never overlap, so a check measures
@@ -80,19 +78,6 @@ CHECK = (
 CLOZE = "Fill in the blank from what I told you: {blank}"
 TOPIC = "What did I tell you about this: {topic}?"
 CHECK_CLOZE = "Finish this from memory: {blank}"
-# A training wording for a thing a free-form memory names ("my bike").
-ABOUT = "What do you remember about {thing}?"
-
-_MONTHS_AND_DAYS = frozenset(
-    "january february march april may june july august september october november december "
-    "monday tuesday wednesday thursday friday saturday sunday mondays tuesdays wednesdays "
-    "thursdays fridays saturdays sundays".split()
-)
-_PLACE_WORDS = frozenset("to in at from near on under into".split())
-_DETERMINERS = frozenset("my our the".split())
-_HONORIFICS = frozenset("mr mrs ms dr".split())
-# Past forms that end a named thing ("the plumber said") without ending in -ed or -s.
-_IRREGULAR_PAST = frozenset("said went got took made ran left gave told kept".split())
 
 
 @dataclass(frozen=True)
@@ -146,7 +131,7 @@ def spans(text: str) -> list[str]:
         first, _, rest = span.partition(" ")
         if match.start() == 0 and (first.lower() in _VOICE or first.lower() in _FUNCTION_WORDS):
             span = rest  # capitalised only by its position
-        if span and span.lower() not in {*_VOICE, *_HONORIFICS} and span not in found:
+        if span and span.lower() not in _VOICE and span not in found:
             found.append(span)
     if not found:
         words = [w.strip(".,;:!?") for w in text.split()]
@@ -161,57 +146,12 @@ def training_questions(text: str) -> list[Question]:
     if parsed is not None:
         return _asking(parsed, ASK) + _reordered(parsed)
     questions = []
-    said = agent_voice(text.strip())
-    found = spans(text)
-    for span in found:
+    for span in spans(text):
         blank = text.strip().replace(span, "___", 1)
         questions.append(Question(CLOZE.format(blank=blank), span, span))
         topic = text.strip().rstrip(".!?").replace(span, "...", 1)
-        questions.append(Question(TOPIC.format(topic=topic), said, span))
-        questions.append(Question(in_place(text, span), said, span))
-    for thing in things(text):
-        if found and not any(span in thing for span in found):
-            questions.append(Question(ABOUT.format(thing=thing), said, found[0]))
+        questions.append(Question(TOPIC.format(topic=topic), agent_voice(text.strip()), span))
     return questions
-
-
-def in_place(text: str, span: str) -> str:
-    """The memory asked with ``span`` replaced by its question word, where it stands
-    ("I moved to Porto in May." → "I moved where in May?")."""
-    head, _, tail = text.strip().rstrip(".!?").partition(span)
-    before, after = head.split(), tail.split()
-    if span.isdigit() and after[:1] and after[0].lower() in ("am", "pm"):
-        wh, after = "what time", after[1:]
-    elif ":" in span or span.lower() in _MONTHS_AND_DAYS or re.fullmatch(r"(19|20)\d\d", span):
-        wh = "when"
-        if before and before[-1].lower() in _PLACE_WORDS:
-            before = before[:-1]
-    elif not before:
-        wh = "who"
-    elif span[:1].isupper() and before[-1].lower() in _PLACE_WORDS:
-        wh, before = "where", before[:-1]
-    else:
-        wh = "what"
-    asked = " ".join([*before, wh, *after])
-    return asked[:1].upper() + asked[1:] + "?"
-
-
-def things(text: str) -> list[str]:
-    """The things a memory names by a determiner ("my bike", "the school orchestra"):
-    the next word, and the one after it unless that looks like a verb."""
-    words = [w.strip(".,;:!?") for w in text.split()]
-    found = []
-    for i, word in enumerate(words[:-1]):
-        first = words[i + 1]
-        if word.lower() not in _DETERMINERS or not first or first.lower() in _FUNCTION_WORDS:
-            continue
-        second = words[i + 2] if i + 2 < len(words) else ""
-        verb = second.endswith(("s", "ed")) or second.lower() in _IRREGULAR_PAST
-        named = (
-            [first] if not second or verb or second.lower() in _FUNCTION_WORDS else [first, second]
-        )
-        found.append(" ".join([word.lower(), *named]))
-    return found
 
 
 def check_questions(text: str) -> list[Question]:
