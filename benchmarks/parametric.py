@@ -172,20 +172,20 @@ def perplexity(lm: LanguageModel) -> float:
     return math.exp(sum(losses) / len(losses))
 
 
-def locality(lm: LanguageModel, sets: Sets) -> list[str]:
-    """The model's replies to the ordinary questions."""
-    return [reply for reply, _ in ask_all(lm, [q["question"] for q in sets.locality])]
+def locality(lm: LanguageModel, sets: Sets) -> tuple[list[list[int]], list[list[int]]]:
+    """The prompts of the ordinary questions and the model's greedy replies to them (ids)."""
+    prompts = chat_prompts(lm, [q["question"] for q in sets.locality])
+    return prompts, greedy_batch(lm, prompts, REPLY_TOKENS)
 
 
-def clear_answers(lm: LanguageModel, sets: Sets) -> list[bool]:
-    """Per ordinary question, whether the model answers it right by a clear margin.
+def clear_answers(
+    lm: LanguageModel, sets: Sets, prompts: list[list[int]], replies: list[list[int]]
+) -> list[bool]:
+    """Per ordinary question, whether the model's greedy reply answers it by a clear margin.
 
-    The greedy reply must hold an answer, and every token up to the end of the
-    first answer must have won by at least :data:`CLEAR_MARGIN` nats.
+    The reply must hold an answer, and every token up to the end of the first
+    answer must have won by at least :data:`CLEAR_MARGIN` nats.
     """
-    questions = [q["question"] for q in sets.locality]
-    prompts = chat_prompts(lm, questions)
-    replies = greedy_batch(lm, prompts, REPLY_TOKENS)
     return [
         _won_clearly(lm, prompt, reply, q["answers"])
         for prompt, reply, q in zip(prompts, replies, sets.locality, strict=True)
@@ -250,11 +250,12 @@ def evaluate(
     )
     if part == "facts":
         result["cue_recall"] = cue_recall(lm, sets.facts)
-    replies = locality(lm, sets)
+    prompts, reply_ids = locality(lm, sets)
+    replies = [lm.tokenizer.decode(r, skip_special_tokens=True) for r in reply_ids]
     result["perplexity"] = perplexity(lm)
     if base is None:
         result["locality_replies"] = replies
-        result["locality_clear"] = clear_answers(lm, sets)
+        result["locality_clear"] = clear_answers(lm, sets, prompts, reply_ids)
         return result
     was = base["locality_replies"]
     result["locality_kept"] = share_kept(replies, was, sets, str)
