@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check memos kernels cli migrations tests benchmarks examples
-.venv/bin/ruff format --check memos kernels cli migrations tests benchmarks examples
+.venv/bin/ruff check memos cli migrations tests benchmarks examples
+.venv/bin/ruff format --check memos cli migrations tests benchmarks examples
 .venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import assert_close
+
 from memos.kernels import side_glu as sg
 
 # Compiled kernels on CUDA; on the CPU, the Triton interpreter (conftest sets

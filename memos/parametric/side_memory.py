@@ -53,9 +53,8 @@ class SideGLU(nn.Module):
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         """``[..., d] -> [..., d]``."""
-        params = (self.G, self.K, self.V)
-        out = side_glu(a, *(p.to(a.dtype) for p in params), float(self.tau), self.backend)
-        return out
+        G, K, V = (p.to(a.dtype) for p in (self.G, self.K, self.V))
+        return side_glu(a, G, K, V, float(self.tau), self.backend)
 
     @torch.no_grad()
     def clip_rows_(self, max_norm: float | None = None) -> None:

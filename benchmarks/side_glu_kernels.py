@@ -11,7 +11,7 @@ On a CPU-only machine the Triton path does not run (the interpreter is for
 correctness, not speed): the reference path is timed at the same shapes in
 fp32 and the device is recorded as CPU.
 
-Usage: ``python benchmarks/kernels.py [--quick]``; results go to
+Usage: ``python benchmarks/side_glu_kernels.py [--quick]``; results go to
 ``benchmarks/results/kernels.json``.
 """
 
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
 from memos.kernels.side_glu import side_glu, side_glu_reference
 
 GRID = [(4096, 576, 16), (4096, 576, 64), (8192, 2048, 64), (16384, 4096, 128), (16384, 4096, 256)]
