@@ -20,8 +20,9 @@ memory text in the prompt, except "facts in prompt", which answers through
 - locality: of the ordinary questions the base model answers right
   (``benchmarks/data/locality_questions.json``, written for memos), the share
   still answered right; also read with the answer in the reply's first
-  sentence, and over the answers the base model gave by a clear margin
-  (:data:`CLEAR_MARGIN`);
+  sentence, over the answers the base model gave by a clear margin
+  (:data:`CLEAR_MARGIN`), and on replies read to :data:`LOCALITY_LONG_TOKENS`
+  (the :data:`REPLY_TOKENS` budget cuts some mid-word: "... the Japanese y");
 - perplexity increase on held-out general text, prompt tokens per question,
   training time and trainable parameters.
 
@@ -79,6 +80,9 @@ PERPLEXITY_TEXT = [
     "Most people sleep better in a cool, dark and quiet room.",
 ]
 REPLY_TOKENS = 20
+# Locality replies are decoded this far; the readings take their first REPLY_TOKENS
+# (greedy decoding makes that prefix the 20-token reply) and all of them.
+LOCALITY_LONG_TOKENS = 40
 # An ordinary question is answered "clearly" when every reply token up to the end
 # of the answer beat the runner-up by this much (nats); below it a greedy reply
 # flips on any perturbation (an adapter trained 2 steps already loses 4 of 80).
@@ -173,9 +177,10 @@ def perplexity(lm: LanguageModel) -> float:
 
 
 def locality(lm: LanguageModel, sets: Sets) -> tuple[list[list[int]], list[list[int]]]:
-    """The prompts of the ordinary questions and the model's greedy replies to them (ids)."""
+    """The prompts of the ordinary questions and the model's greedy replies to them
+    (ids, :data:`LOCALITY_LONG_TOKENS` long)."""
     prompts = chat_prompts(lm, [q["question"] for q in sets.locality])
-    return prompts, greedy_batch(lm, prompts, REPLY_TOKENS)
+    return prompts, greedy_batch(lm, prompts, LOCALITY_LONG_TOKENS)
 
 
 def clear_answers(
@@ -221,6 +226,16 @@ def share_kept(now: list[str], was: list[str], sets: Sets, cut: Callable[[str], 
     return statistics.mean(right for right, before in pairs if before)
 
 
+def lost(now: list[str], was: list[str], sets: Sets) -> list[dict[str, str]]:
+    """The ordinary questions right before and wrong now, with both replies."""
+    pairs = zip(now, was, sets.locality, answered(now, sets), answered(was, sets), strict=True)
+    return [
+        {"question": q["question"], "before": b, "after": a}
+        for a, b, q, right, right_before in pairs
+        if right_before and not right
+    ]
+
+
 def score(
     answer: Callable[[list[str]], list[tuple[str, int]]], sets: Sets, parts: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -250,15 +265,20 @@ def evaluate(
     )
     if part == "facts":
         result["cue_recall"] = cue_recall(lm, sets.facts)
-    prompts, reply_ids = locality(lm, sets)
+    prompts, long_ids = locality(lm, sets)
+    reply_ids = [r[:REPLY_TOKENS] for r in long_ids]
     replies = [lm.tokenizer.decode(r, skip_special_tokens=True) for r in reply_ids]
+    long_replies = [lm.tokenizer.decode(r, skip_special_tokens=True) for r in long_ids]
     result["perplexity"] = perplexity(lm)
     if base is None:
         result["locality_replies"] = replies
+        result["locality_replies_long"] = long_replies
         result["locality_clear"] = clear_answers(lm, sets, prompts, reply_ids)
         return result
     was = base["locality_replies"]
     result["locality_kept"] = share_kept(replies, was, sets, str)
+    was_long = base["locality_replies_long"]
+    result["locality_kept_long"] = share_kept(long_replies, was_long, sets, str)
     # a stricter reading of "answered right": the answer is in the first sentence
     result["locality_kept_first_sentence"] = share_kept(replies, was, sets, first_sentence)
     # the answers the base model gave by a clear margin, not by a coin flip
@@ -267,13 +287,8 @@ def evaluate(
         for right, clear in zip(answered(replies, sets), base["locality_clear"], strict=True)
         if clear
     )
-    result["locality_lost"] = [
-        {"question": q["question"], "before": b, "after": a}
-        for a, b, q, now, before in zip(
-            replies, was, sets.locality, answered(replies, sets), answered(was, sets), strict=True
-        )
-        if before and not now
-    ]
+    result["locality_lost"] = lost(replies, was, sets)
+    result["locality_lost_long"] = lost(long_replies, was_long, sets)
     result["perplexity_increase"] = result["perplexity"] / base["perplexity"] - 1
     return result
 
@@ -341,6 +356,7 @@ def _right_before(base: dict[str, Any], sets: Sets) -> dict[str, int]:
         "locality_questions": sum(answered(replies, sets)),
         "locality_questions_first_sentence": sum(answered(replies, sets, first_sentence)),
         "locality_questions_clear": sum(base["locality_clear"]),
+        "locality_questions_long": sum(answered(base["locality_replies_long"], sets)),
     }
 
 
