@@ -1,1 +1,1 @@
-"""Triton kernels of memos (installed as ``memos.kernels``); the parametric tier adds them."""
+"""Triton kernels of memos; the parametric tier adds them."""
