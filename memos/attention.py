@@ -19,6 +19,7 @@ outputs are identical (max abs difference 0.0).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 NAME = "memos_sdpa"
@@ -96,7 +97,9 @@ def _prefixed(
     """Attention over a snapshot prefix and a tail, merged by log-sum-exp: ``[B, Tq, heads, D]``.
 
     Each part is one call of torch's CPU flash kernel, which returns the
-    log-sum-exp of its scores. The query heads of a key/value group are laid
+    log-sum-exp of its scores; a bfloat16 prefix that every query sees is
+    attended with bf16 GEMMs instead where the CPU has bf16 arithmetic
+    (:func:`_gemm_part`). The query heads of a key/value group are laid
     out as extra query rows (``[B, kv_heads, groups * Tq, D]``), so neither
     part repeats a key/value head. The prefix is attended in its own dtype.
     """
@@ -114,7 +117,11 @@ def _prefixed(
     groups = heads // kv_heads
     dtypes = (prefix[0].dtype, tail_key.dtype)
     head_mask, tail_mask = _split_masks(mask, tq, length, tail_key.shape[2], groups, dtypes)
-    out_p, lse_p = part(prefix[0], prefix[1], head_mask)
+    if head_mask is None and _bf16_gemm(prefix[0].dtype):
+        out_p, lse_p = _gemm_part(rows, prefix[0], prefix[1], scaling)
+        out_p = out_p.to(query.dtype)
+    else:
+        out_p, lse_p = part(prefix[0], prefix[1], head_mask)
     if head_mask is not None:  # a query row that sees none of the prefix gets weight 0, not NaN
         out_p = out_p.nan_to_num(0.0)
     out_t, lse_t = part(tail_key, tail_value, tail_mask)
@@ -122,6 +129,45 @@ def _prefixed(
     w_p, w_t = (lse_p - top).exp(), (lse_t - top).exp()  # [B, kv, G*Tq]
     merged = (out_p * w_p[..., None] + out_t * w_t[..., None]) / (w_p + w_t)[..., None]
     return merged.reshape(batch, heads, tq, dim).transpose(1, 2).contiguous()
+
+
+def _bf16_gemm(dtype: Any) -> bool:
+    """Whether a prefix of ``dtype`` is attended with bf16 GEMMs (see :func:`_gemm_part`):
+    only a bfloat16 prefix, and only on a CPU with bf16 arithmetic (oneDNN's check)."""
+    import torch
+
+    return dtype == torch.bfloat16 and _cpu_has_bf16()
+
+
+@functools.cache
+def _cpu_has_bf16() -> bool:
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _gemm_part(rows: Any, keys: Any, values: Any, scaling: float | None) -> tuple[Any, Any]:
+    """Attention of ``rows`` ``[B, kv, R, D]`` over every key of a bfloat16 prefix, as two
+    batched GEMMs: ``(out [B, kv, R, D] fp32, log-sum-exp [B, kv, R] fp32)``.
+
+    On a CPU with bf16 dot products (AVX512-BF16) oneDNN's bf16 GEMMs run
+    faster than torch's CPU flash kernel does for a user turn's few query
+    rows: 0.74 ms against 1.31 ms a layer over 2,028 keys (72 rows, 64 dims),
+    as measured on 2 Zen 4 cores by the session that wrote this path; it has
+    not been re-measured since, as later machines had no bf16 arithmetic. The
+    scores are rounded to bf16 (the GEMM's output dtype), so this path is
+    less exact than the flash kernel's fp32 scores; the tests check that a
+    bf16 snapshot still gives the reply of a full prefill on either path.
+    """
+    import torch
+
+    scale = scaling if scaling is not None else rows.shape[-1] ** -0.5
+    scores = torch.matmul((rows * scale).to(keys.dtype), keys.transpose(-1, -2))  # [B, kv, R, P]
+    top = scores.amax(-1, keepdim=True)
+    weights = scores.sub_(top).exp_()  # in place: the scores are not needed again
+    total = weights.sum(-1, dtype=torch.float32)
+    out = torch.matmul(weights, values).float() / total[..., None]
+    return out, top[..., 0].float() + total.log()
 
 
 def _split_masks(

@@ -11,6 +11,7 @@ import torch
 from helpers import HashingEmbedder
 from sqlalchemy import select, update
 
+from memos import attention
 from memos.activation.snapshot import restore
 from memos.activation.tier import prefix_messages, prefix_text
 from memos.chat import greedy
@@ -112,7 +113,12 @@ def test_restored_cache_holds_the_snapshot_and_generation_never_copies_it(
     assert cache.get_seq_length() == snapshot.tokens + len(suffix) + len(output) - 1
 
 
-def test_half_precision_snapshot_gives_the_same_reply(mem: Memos, lm: LanguageModel) -> None:
+@pytest.mark.parametrize("bf16_gemm", [False, True], ids=["flash-kernel", "bf16-gemm"])
+def test_half_precision_snapshot_gives_the_same_reply(
+    mem: Memos, lm: LanguageModel, bf16_gemm: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both prefix paths run on any CPU; a CPU with bf16 arithmetic takes the GEMM one.
+    monkeypatch.setattr(attention, "_cpu_has_bf16", lambda: bf16_gemm)
     info = mem.build_snapshot("priya", dtype="bfloat16")
     _, snapshot = mem.activation.usable("priya")  # type: ignore[misc]
     block = mem.activation.block_of(info.id)

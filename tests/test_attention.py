@@ -126,3 +126,22 @@ def test_prefixed_keys_are_joined_where_gradients_flow() -> None:
     ours, _ = attention_forward(module, query, tail_key, tail_value, _mask(5, 12), scaling=0.5)
     theirs, _ = sdpa_attention_forward(module, query, key, value, _mask(5, 12), scaling=0.5)
     assert (ours - theirs).abs().max().item() < 1e-5
+
+
+def test_bf16_gemm_prefix_part_matches_exact_attention() -> None:
+    """The bf16 GEMM path (taken on CPUs with bf16 arithmetic) returns the attention and
+    log-sum-exp of exact float64 attention, to bf16 precision, on any CPU."""
+    from memos.attention import _gemm_part
+
+    generator = torch.Generator().manual_seed(11)
+    rows = torch.randn(2, 3, 40, 64, generator=generator)
+    keys = torch.randn(2, 3, 517, 64, generator=generator).to(torch.bfloat16)
+    values = torch.randn(2, 3, 517, 64, generator=generator).to(torch.bfloat16)
+    with torch.inference_mode():
+        out, lse = _gemm_part(rows, keys, values, None)
+    scores = rows.double() @ keys.double().transpose(-1, -2) / 8.0
+    exact = scores.softmax(-1) @ values.double()
+    assert out.dtype == lse.dtype == torch.float32
+    assert out.shape == (2, 3, 40, 64) and lse.shape == (2, 3, 40)
+    assert (out.double() - exact).abs().max().item() < 3e-2
+    assert (lse.double() - scores.logsumexp(-1)).abs().max().item() < 3e-2
