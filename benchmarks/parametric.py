@@ -26,10 +26,16 @@ memory text in the prompt, except "facts in prompt", which answers through
 - perplexity increase on held-out general text, prompt tokens per question,
   training time and trainable parameters.
 
+``--gate`` gates the side-GLU memories (off by default, as in training):
+silent on tokens whose activation stays below a threshold calibrated on the
+trainer's own locality text (``memos/data/general_*.txt``, disjoint from the
+locality questions scored here).
+
 A LoRA (peft) on the same layers' FFN with about the same parameter count is
-trained by the same loop (locality term included) on the same examples for the
-same steps. Targets (issue 13), at 100 facts: held-out question recall >= 80 %,
-cue recall >= 90 %, perplexity increase <= 2 %, locality >= 95 %.
+trained by the same loop (locality term included, no gate) on the same
+examples for the same steps. Targets (issue 13), at 100 facts: held-out
+question recall >= 80 %, cue recall >= 90 %, perplexity increase <= 2 %,
+locality >= 95 %.
 
 Usage: ``pip install -e '.[bench]'`` (peft), then
 ``python benchmarks/parametric.py [--facts 100] [--steps 400] [--rank 128] [--no-lora]``.
@@ -396,6 +402,7 @@ def run_set(
             **evaluate(lm, sets, part, base),
             **_training(report, total),
             "tier_check_recall": check.recall,
+            "gate_thresholds": [m.threshold for _, m in sorted(memories.items())],
         },
     }
     sm.detach(lm.model, "bench")
@@ -404,7 +411,12 @@ def run_set(
         d, i = lm.model.config.hidden_size, lm.model.config.intermediate_size
         lora_rank = max(1, round(report.trainable_parameters / (len(report.layers) * 3 * (d + i))))
         same = dataclasses.replace(
-            config, steps=report.steps, lr=args.lora_lr, target_loss=0.0, patience=report.steps
+            config,
+            steps=report.steps,
+            lr=args.lora_lr,
+            target_loss=0.0,
+            patience=report.steps,
+            gate=False,
         )
         model, lora_report = train_lora(lm, texts, report.layers, lora_rank, same)
         rows["lora"] = {
@@ -454,6 +466,7 @@ def main() -> None:
     parser.add_argument("--locality-weight", type=float, default=C.TrainConfig.locality_weight)
     parser.add_argument("--locality-batch", type=int, default=C.TrainConfig.locality_batch)
     parser.add_argument("--no-lora", action="store_true")
+    parser.add_argument("--gate", action="store_true", help="train the side-GLU gated")
     parser.add_argument("--parts", default="facts,freeform,prompt")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "parametric.json"))
     args = parser.parse_args()
@@ -469,6 +482,7 @@ def main() -> None:
         lr=args.lr,
         locality_weight=args.locality_weight,
         locality_batch=args.locality_batch,
+        gate=args.gate,
     )
     parts = args.parts.split(",")
     out = Path(args.out)

@@ -31,7 +31,7 @@ def adapters_ls(
         print_json([a.to_dict() for a in adapters])
         return
     columns = ["id", "cube", "layers", "rank", "items", "attached", "stale", "loss"]
-    out = table(None, [*columns, "recall", "held"])
+    out = table(None, [*columns, "recall", "held", "gated"])
     for a in adapters:
         loss = a.training.get("final_loss")
         recall = "-" if a.question_recall is None else f"{a.question_recall:.0%}"
@@ -46,6 +46,7 @@ def adapters_ls(
             f"{loss:.3f}" if isinstance(loss, float) else "-",
             recall,
             str(len(a.held_items)),
+            "yes" if a.gate_thresholds else "no",
         )
     console.print(out if adapters else "no adapters")
 
@@ -64,6 +65,13 @@ def adapters_train(
     locality_weight: Annotated[
         float, typer.Option(help="Weight of the KL that keeps other answers as they were (0: off).")
     ] = TrainConfig.locality_weight,
+    gate: Annotated[
+        bool,
+        typer.Option(
+            help="Gate each memory: an exact no-op on ordinary text, learns slower, merges "
+            "only with --drop-gates."
+        ),
+    ] = TrainConfig.gate,
     seed: Annotated[int, typer.Option(help="Seeds initialization, batching.")] = TrainConfig.seed,
     tag: Annotated[
         list[str] | None, typer.Option("--tag", "-t", help="Only items with tag.")
@@ -87,6 +95,7 @@ def adapters_train(
             batch_size=batch_size,
             layers=chosen,
             locality_weight=locality_weight,
+            gate=gate,
             seed=seed,
         )
     if json_out:
@@ -127,11 +136,21 @@ def adapters_merge(
     ctx: typer.Context,
     adapter_ids: Annotated[list[str], typer.Argument(help="Adapter id(s) to merge.")],
     out: Annotated[Path, typer.Option(help="Folder for the merged model.")],
+    drop_gates: Annotated[
+        bool,
+        typer.Option(
+            "--drop-gates",
+            help="Merge gated adapters without their gates (they then speak on every token).",
+        ),
+    ] = False,
     json_out: Json = False,
 ) -> None:
-    """Merge adapters exactly into the model's FFNs and save it as a plain transformers model."""
+    """Merge adapters into the model's FFNs and save it as a plain transformers model.
+
+    Ungated adapters merge exactly; a gated one only with --drop-gates.
+    """
     with open_memos(ctx) as memos:
-        path = memos.parametric.merge(adapter_ids, out)
+        path = memos.parametric.merge(adapter_ids, out, drop_gates=drop_gates)
     if json_out:
         print_json({"merged": adapter_ids, "path": str(path)})
         return

@@ -179,9 +179,9 @@ def test_lifecycle_commands(run, tmp_path: Path) -> None:  # type: ignore[no-unt
 def test_adapters_commands(run, lm, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("MEMOS_LM", str(lm.path))
     assert run("add", "Zorbil's favourite colour is amberine.", "-c", "facts").exit_code == 0
-    # no locality term: it is what keeps other answers, and two steps teach nothing anyway
+    # no locality term or gate: they keep other answers, and two steps teach nothing anyway
     quick = ("-c", "facts", "--rank", "4", "--steps", "2", "--layers", "10")
-    quick += ("--locality-weight", "0")
+    quick += ("--locality-weight", "0", "--no-gate")
     bad = run("adapters", "train", *quick, "--lr", "0")
     assert bad.exit_code != 0 and "lr must be > 0" in bad.output
     bad = run("adapters", "train", *quick, "--locality-weight", "-1")

@@ -30,7 +30,8 @@ FACTS = [
     "Alice's parrot is called Mango.",
     "Alice works night shifts at the hospital.",
 ]
-TINY = {"rank": 2, "steps": 2, "layers": [10], "locality_weight": 0.0}  # no frozen reference
+# no locality term or gate: their reference passes cost more than the two steps
+TINY = {"rank": 2, "steps": 2, "layers": [10], "locality_weight": 0.0, "gate": False}
 
 
 def _follow(client: TestClient, job_id: str, key: str) -> dict[str, Any]:

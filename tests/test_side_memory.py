@@ -1,4 +1,5 @@
-"""Side-GLU memories on the default model: no-op init, exact merge, plain save/load."""
+"""Side-GLU memories on the default model: no-op init, exact merge (a gated memory only
+with its gate dropped), plain save/load."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from helpers import assert_close
 
+from memos import InvalidInputError
 from memos.lm import LanguageModel
 from memos.parametric import side_memory as sm
 
@@ -82,12 +84,18 @@ def test_several_memories_merge_exactly_and_save_as_plain_transformers(
     state = {k: v.clone() for k, v in lm.model.state_dict().items()}
     inter = lm.model.config.intermediate_size
     sm.attach(lm.model, "facts-a", _memories(lm, [3, 12], rank=4, seed=1))
-    sm.attach(lm.model, "facts-b", _memories(lm, [12, 20], rank=6, seed=2))
+    gated = _memories(lm, [12, 20], rank=6, seed=2)
+    sm.attach(lm.model, "facts-b", gated)
     assert sm.attached(lm.model) == {"facts-a": [3, 12], "facts-b": [12, 20]}
     with_memory = _logits(lm)
     assert (with_memory - original).abs().max() > 1e-3  # the memories do something
+    for memory in gated.values():  # a gate: the host FFN has none, so it merges only dropped
+        memory.threshold = 1.0
     try:
-        assert sm.merge(lm.model) == 10
+        with pytest.raises(InvalidInputError, match="drop_gates"):
+            sm.merge(lm.model)
+        assert sm.attached(lm.model) == {"facts-a": [3, 12], "facts-b": [12, 20]}
+        assert sm.merge(lm.model, drop_gates=True) == 10  # as if ungated
         assert sm.attached(lm.model) == {}
         assert lm.model.config.intermediate_size == inter + 10
         merged = _logits(lm)
@@ -111,8 +119,6 @@ def test_several_memories_merge_exactly_and_save_as_plain_transformers(
 
 
 def test_bad_rank_and_duplicate_names(lm: LanguageModel) -> None:
-    from memos import InvalidInputError
-
     host = sm.host_mlp(sm.decoder_layers(lm.model)[0])
     with pytest.raises(InvalidInputError):
         sm.principled_memory(host, _activations(lm, 0), rank=10_000)

@@ -25,6 +25,19 @@ class TrainConfig:
         locality_weight: weight of the KL term (general text and chat questions).
         locality_batch: general-text lines, and as many chat questions, in the
             KL term per step.
+        gate: gate each memory per token on its activation norm, with the
+            threshold calibrated on the locality text, so that it is an exact
+            no-op where it does not fire (see :mod:`memos.parametric.gate`);
+            a gated adapter merges into the weights only with its gate dropped.
+            Off by default: at 100 facts and 203 steps, gated memories kept every
+            ordinary answer but answered 64 % of held-out questions, against
+            99.5 % ungated (see the README's *Gate*).
+        gate_weight: weight of the term that keeps the locality text's
+            activation norms below the threshold.
+        gate_margin: how far below: norms above ``(1 - gate_margin) * theta``
+            are pushed down.
+        gate_ramp: share of ``steps`` over which the threshold rises from 0 to
+            its calibrated value (the memory first learns where to write).
         target_loss: stop once an epoch's mean task loss falls below this.
         patience: stop after this many epochs without a 1% improvement of the
             best epoch loss.
@@ -40,6 +53,10 @@ class TrainConfig:
     key_lr: float = 5e-3
     locality_weight: float = 6.0
     locality_batch: int = 8
+    gate: bool = False
+    gate_weight: float = 1.0
+    gate_margin: float = 0.2
+    gate_ramp: float = 0.25
     target_loss: float = 0.05
     patience: int = 3
     seed: int = 0
@@ -51,3 +68,12 @@ class TrainConfig:
                 raise InvalidInputError(f"{name}={getattr(self, name)}; allowed: >= 1")
         if self.lr <= 0 or self.key_lr <= 0 or self.locality_weight < 0:
             raise InvalidInputError("lr and key_lr must be > 0 and locality_weight >= 0")
+        if not isinstance(self.gate, bool):
+            raise InvalidInputError(f"gate={self.gate!r}; allowed: true or false")
+        for name, allowed, ok in (
+            ("gate_weight", ">= 0", self.gate_weight >= 0),
+            ("gate_margin", "0 <= gate_margin < 1", 0 <= self.gate_margin < 1),
+            ("gate_ramp", "0 <= gate_ramp <= 1", 0 <= self.gate_ramp <= 1),
+        ):
+            if not ok:
+                raise InvalidInputError(f"{name}={getattr(self, name)}; allowed: {allowed}")

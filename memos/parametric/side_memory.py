@@ -5,14 +5,19 @@ For a chosen decoder layer with a gated FFN ``down(silu(gate(a)) * up(a))``
 
     h = FFN(a) + tau * V^T (SiLU(G^T a) * (K^T a)),   tau = mean_j ||W_down[:, j]|| / r
 
+and, once trained with a gate, only on the tokens whose activation norm
+passes the memory's threshold (:mod:`memos.parametric.gate`).
+
 Principled init: score the host's intermediate units by mean
 ``|SiLU(W_gate a) * (W_up a)|`` over the text to be memorized, copy the top-r
 rows of ``W_gate`` / ``W_up`` into ``G`` / ``K``, scaled to the host's mean row
 norm, and set ``V = 0`` so the memory starts as an exact no-op. Row norms are
 clipped to at most that mean (``key_norm``), so a memory unit is as sharp as
 a host unit and no sharper. Permanentize appends ``G``, ``K`` and ``tau * V`` as new intermediate
-units of the host (exact); layers without a memory get zero units, so every
-layer keeps one intermediate size and plain transformers loads the result.
+units of the host (exact for an ungated memory; a gate has no counterpart in
+the host's FFN, so merging a gated memory drops its gate, and only when asked
+to); layers without a memory get zero units, so every layer keeps one
+intermediate size and plain transformers loads the result.
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ from torch import nn
 
 from memos.errors import InvalidInputError
 from memos.kernels.side_glu import side_glu
+from memos.parametric import gate
 
 
 class SideGLU(nn.Module):
     """One rank-``r`` side memory for a hidden size ``d``.
 
     Parameters: ``G, K [d, r]``, ``V [r, d]``; ``tau`` is a fixed buffer.
+    ``threshold`` is the gate's (0: ungated, the memory speaks at every token);
+    while ``recorder`` is a list, each forward appends its activation norms.
     """
 
     tau: torch.Tensor
@@ -46,15 +54,29 @@ class SideGLU(nn.Module):
         self.register_buffer("tau", torch.tensor(float(tau)))
         self.backend = backend
         self.key_norm = 1.0
+        self.threshold = 0.0
+        self.recorder: list[torch.Tensor] | None = None
 
     @property
     def rank(self) -> int:
         return int(self.G.shape[1])
 
+    @property
+    def gated(self) -> bool:
+        return self.threshold > 0
+
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         """``[..., d] -> [..., d]``."""
         G, K, V = (p.to(a.dtype) for p in (self.G, self.K, self.V))
-        return side_glu(a, G, K, V, float(self.tau), self.backend)
+        out = side_glu(a, G, K, V, float(self.tau), self.backend)
+        if not self.gated and self.recorder is None:
+            return out
+        norm = gate.activation_norm(a, self.G, self.K)  # [...], float32
+        if self.recorder is not None:
+            self.recorder.append(norm)
+        if not self.gated:
+            return out
+        return out * gate.gate(norm, self.threshold)[..., None].to(out.dtype)
 
     @torch.no_grad()
     def clip_rows_(self, max_norm: float | None = None) -> None:
@@ -189,12 +211,14 @@ def attached(model: Any) -> dict[str, list[int]]:
 
 
 @torch.no_grad()
-def merge(model: Any, names: Iterable[str] | None = None) -> int:
-    """Permanentize memories into the host FFNs exactly; returns the units added per layer.
+def merge(model: Any, names: Iterable[str] | None = None, drop_gates: bool = False) -> int:
+    """Permanentize memories into the host FFNs; returns the units added per layer.
 
     Every layer grows by the same number of units (zeros where a layer has no
     memory), and ``config.intermediate_size`` follows, so the merged model
-    saves and loads as a plain transformers model.
+    saves and loads as a plain transformers model. An ungated memory merges
+    exactly. A gated one merges as if ungated (the host FFN has no gate), so
+    it speaks on every token after the merge: that takes ``drop_gates=True``.
     """
     layers = decoder_layers(model)
     wanted = set(attached(model)) if names is None else set(names)
@@ -204,6 +228,12 @@ def merge(model: Any, names: Iterable[str] | None = None) -> int:
         else []
         for layer in layers
     ]
+    if not drop_gates and any(m.gated for ms in per_layer for m in ms):
+        raise InvalidInputError(
+            "a gated memory cannot merge exactly: the host FFN has no gate, so the merged "
+            "memory would speak on every token; pass drop_gates=True (CLI: --drop-gates) "
+            "to merge it ungated"
+        )
     width = max((sum(m.rank for m in ms) for ms in per_layer), default=0)
     if width == 0:
         return 0

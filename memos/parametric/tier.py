@@ -1,10 +1,11 @@
 """The parametric tier: trained side-GLU adapters, registered, attached, merged.
 
 An adapter file is a safetensors archive (``layer.<i>.G``, ``.K``, ``.V``,
-``.tau`` per memory layer) with metadata: model fingerprint, layers, rank and
-source items with content hashes. It is written atomically and registered as
-a tier artifact, so a change to any source item marks it stale. Whether an
-adapter is attached is recorded with it, so generation in any process uses
+``.tau`` and, for a gated memory, ``.threshold`` per memory layer) with
+metadata: model fingerprint, layers, rank and source items with content
+hashes. It is written atomically and registered as a tier artifact, so a
+change to any source item marks it stale. Whether an adapter is attached is
+recorded with it, so generation in any process uses
 the attached, non-stale adapters of a cube.
 """
 
@@ -46,6 +47,8 @@ class AdapterInfo:
     ``config.scheduler.hold_min_recall``, ``held_items`` lists the sources it
     answered every question about: chats with the adapter attached leave them
     out of the prompt. Below the threshold, every source stays in the prompt.
+    ``gate_thresholds`` are its memories' gate thresholds, by layer in the order
+    of ``layers`` (empty: ungated, see :mod:`memos.parametric.gate`).
     """
 
     id: str
@@ -63,6 +66,7 @@ class AdapterInfo:
     training: dict[str, Any]
     question_recall: float | None = None
     held_items: list[str] = field(default_factory=list)
+    gate_thresholds: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -118,6 +122,9 @@ class ParametricTier:
         training = _report(report)
         meta: dict[str, Any] = {
             "layers": sorted(memories),
+            "gate_thresholds": [m.threshold for _, m in sorted(memories.items())]
+            if any(m.gated for m in memories.values())
+            else [],
             "rank": config.rank,
             "items": len(records),
             "attached": False,
@@ -205,8 +212,12 @@ class ParametricTier:
             for item in a.held_items
         )
 
-    def merge(self, adapter_ids: Sequence[str], out: Path) -> Path:
-        """Merge adapters into a copy of the model saved at ``out`` (plain transformers)."""
+    def merge(self, adapter_ids: Sequence[str], out: Path, drop_gates: bool = False) -> Path:
+        """Merge adapters into a copy of the model saved at ``out`` (plain transformers).
+
+        A gated adapter merges only with ``drop_gates`` (see
+        :func:`memos.parametric.side_memory.merge`).
+        """
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -214,12 +225,18 @@ class ParametricTier:
 
         lm = self.core.lm
         infos = [self.info(a) for a in adapter_ids]
+        gated = [info.id for info in infos if info.gate_thresholds]
+        if gated and not drop_gates:  # refused before the model is loaded
+            raise InvalidInputError(
+                f"adapter(s) {', '.join(gated)} are gated and cannot merge exactly: the host "
+                "FFN has no gate; pass drop_gates=True (CLI: --drop-gates) to merge them ungated"
+            )
         model = AutoModelForCausalLM.from_pretrained(
             str(lm.path), dtype=torch.float32, local_files_only=True
         )
         for info in infos:
             sm.attach(model, info.id, self._read(info))
-        width = sm.merge(model)
+        width = sm.merge(model, drop_gates=drop_gates)
         model.save_pretrained(str(out))
         lm.tokenizer.save_pretrained(str(out))
         now = self.core.clock.now()
@@ -228,7 +245,12 @@ class ParametricTier:
                 s,
                 now,
                 "adapter.merge",
-                details={"adapters": list(adapter_ids), "units": width, "out": str(out)},
+                details={
+                    "adapters": list(adapter_ids),
+                    "units": width,
+                    "out": str(out),
+                    "gates_dropped": drop_gates and any(i.gate_thresholds for i in infos),
+                },
             )
         )
         return out
@@ -271,6 +293,7 @@ class ParametricTier:
             raise InvalidInputError(f"adapter {info.id}: file missing or altered")
         memories: dict[int, sm.SideGLU] = {}
         with safe_open(str(path), framework="pt") as handle:
+            names = set(handle.keys())
             for layer in info.layers:
                 G = handle.get_tensor(f"layer.{layer}.G")
                 memory = sm.SideGLU(
@@ -279,6 +302,8 @@ class ParametricTier:
                 with torch.no_grad():
                     for name in ("G", "K", "V"):
                         getattr(memory, name).copy_(handle.get_tensor(f"layer.{layer}.{name}"))
+                if f"layer.{layer}.threshold" in names:  # absent: ungated
+                    memory.threshold = float(handle.get_tensor(f"layer.{layer}.threshold"))
                 memories[layer] = memory.to(lm.device)
         return memories
 
@@ -289,7 +314,7 @@ class ParametricTier:
 def _save(
     memories: dict[int, sm.SideGLU], path: Path, fingerprint: str, records: Sequence[MemoryRecord]
 ) -> tuple[str, int]:
-
+    import torch
     from safetensors.torch import save_file
 
     tensors: dict[str, torch.Tensor] = {}
@@ -297,6 +322,8 @@ def _save(
         for name in ("G", "K", "V"):
             tensors[f"layer.{layer}.{name}"] = getattr(memory, name).detach().cpu().contiguous()
         tensors[f"layer.{layer}.tau"] = memory.tau.detach().cpu().reshape(1)
+        if memory.gated:
+            tensors[f"layer.{layer}.threshold"] = torch.tensor([memory.threshold])
     meta = {
         "fingerprint": fingerprint,
         "layers": json.dumps(sorted(memories)),
@@ -337,4 +364,5 @@ def _info(artifact: Artifact, cube_name: str, home: Path, hold_min_recall: float
         training=dict(meta.get("training") or {}),
         question_recall=recall,
         held_items=held,
+        gate_thresholds=[float(t) for t in meta.get("gate_thresholds", [])],
     )

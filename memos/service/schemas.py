@@ -160,6 +160,7 @@ class TrainIn(_Body):
     lr: float | None = Field(None, gt=0, le=10, strict=True)
     locality_weight: float | None = Field(None, ge=0, le=100, strict=True)
     locality_batch: int | None = Field(None, ge=1, le=4096, strict=True)
+    gate: bool | None = Field(None, strict=True)
     target_loss: float | None = Field(None, ge=0, strict=True)
     patience: int | None = Field(None, ge=1, le=10_000, strict=True)
     seed: int | None = Field(None, ge=0, strict=True)
