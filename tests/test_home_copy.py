@@ -19,7 +19,15 @@ from memos.lm import LanguageModel
 from memos.store.artifacts import locate
 
 FACTS = ["Zorbil's favourite colour is amberine.", "Quenta Vash's home town is Torvak."]
-QUICK = {"rank": 4, "steps": 2, "layers": (10,), "backend": "reference"}
+# no locality term or gate: their reference passes cost more than the two steps
+QUICK = {
+    "rank": 4,
+    "steps": 2,
+    "layers": (10,),
+    "backend": "reference",
+    "locality_weight": 0.0,
+    "gate": False,
+}
 
 
 def _files(home: Path) -> dict[str, bytes]:
