@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +21,32 @@ from memos.lm import LanguageModel
 from memos.parametric import questions
 from memos.parametric import side_memory as sm
 from memos.parametric.check import answers
+from memos.parametric.examples import epoch_batches
+from memos.parametric.locality import general_text
 from memos.parametric.tier import AdapterInfo
-from memos.parametric.training import TrainConfig, epoch_batches, training_pairs
+from memos.parametric.training import TrainConfig, training_pairs
 
 pytestmark = pytest.mark.real_model
 
 FACTS = ["Zorbil's favourite colour is amberine.", "Quenta Vash's home town is Torvak."]
-# Plumbing tests train without the locality term: its frozen reference costs more than 3 steps.
+# Plumbing tests train without the locality term and the gate: their reference passes
+# cost more than 3 steps. The learning tests (LEARN) keep the locality term, as by
+# default, and turn the gate on (off by default), so that its exactness is tested.
 QUICK: dict[str, Any] = {
     "rank": 4,
     "steps": 3,
     "layers": (10,),
     "backend": "reference",
     "locality_weight": 0.0,
+    "gate": False,
 }
-LEARN: dict[str, Any] = {"rank": 8, "steps": 40, "layers": (10, 15), "backend": "reference"}
+LEARN: dict[str, Any] = {
+    "rank": 8,
+    "steps": 40,
+    "layers": (10, 15),
+    "backend": "reference",
+    "gate": True,
+}
 
 
 @pytest.fixture
@@ -144,8 +156,7 @@ def test_trained_memories_recall_facts_from_cues_and_unseen_questions(
     assert info.training["examples"] == 2 * (2 + len(questions.ASK) + 1)
     assert info.training["final_loss"] < 0.5
     assert torch.equal(_logits(lm), before)  # trained memories are not left attached
-    mem.parametric.attach(info.id)
-    try:
+    with _attached(mem, info.id):
         for fact in FACTS:
             cue, value = fact.rsplit(" is ", 1)
             bos = [lm.tokenizer.bos_token_id] if lm.tokenizer.bos_token_id is not None else []
@@ -157,8 +168,35 @@ def test_trained_memories_recall_facts_from_cues_and_unseen_questions(
         assert len(asked) == 2 * len(questions.CHECK)
         recall = sum(answers(lm, q) for q in asked) / len(asked)
         assert recall == info.question_recall and recall >= 0.5
-    finally:
-        mem.parametric.detach(info.id)
+
+
+def test_a_gated_adapter_reads_ordinary_text_exactly_as_the_base_model_does(
+    learned: tuple[Memos, AdapterInfo, torch.Tensor], lm: LanguageModel
+) -> None:
+    mem, info, before = learned
+    assert len(info.gate_thresholds) == len(info.layers) and min(info.gate_thresholds) > 0
+    bos = [lm.tokenizer.bos_token_id] if lm.tokenizer.bos_token_id is not None else []
+    ordinary = [bos + lm.encode(line) for line in general_text()[:3]]  # calibration text
+    base = [_logits(lm, ids) for ids in ordinary]
+    with _attached(mem, info.id):
+        memories = [
+            layer.mlp.memories[info.id]
+            for layer in sm.decoder_layers(lm.model)
+            if isinstance(layer.mlp, sm.MemoryMLP)
+        ]
+        assert [m.threshold for m in memories] == info.gate_thresholds  # as saved
+        for ids, expected in zip(ordinary, base, strict=True):
+            assert torch.equal(_logits(lm, ids), expected)  # silent: bit for bit
+        assert not torch.equal(_logits(lm), before)  # and it speaks on its own facts
+
+
+def test_a_gated_adapter_merges_only_with_its_gate_dropped(
+    learned: tuple[Memos, AdapterInfo, torch.Tensor], tmp_path: Path
+) -> None:
+    mem, info, _ = learned
+    with pytest.raises(InvalidInputError, match="drop_gates"):
+        mem.parametric.merge([info.id], tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
 
 
 def test_adapter_holds_its_memories_only_above_the_recall_threshold(
@@ -212,6 +250,16 @@ def test_bad_training_settings(mem: Memos) -> None:
         mem.consolidate("facts", items=[], **QUICK)
 
 
-def _logits(lm: LanguageModel) -> torch.Tensor:
+@contextmanager
+def _attached(mem: Memos, adapter_id: str) -> Iterator[None]:
+    mem.parametric.attach(adapter_id)
+    try:
+        yield
+    finally:
+        mem.parametric.detach(adapter_id)
+
+
+def _logits(lm: LanguageModel, ids: list[int] | None = None) -> torch.Tensor:
+    ids = lm.encode(FACTS[0]) if ids is None else ids
     with torch.inference_mode():
-        return lm.model(input_ids=torch.tensor([lm.encode(FACTS[0])])).logits[0]
+        return lm.model(input_ids=torch.tensor([ids])).logits[0]
