@@ -22,7 +22,7 @@ intermediate size and plain transformers loads the result.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -74,9 +74,7 @@ class SideGLU(nn.Module):
         norm = gate.activation_norm(a, self.G, self.K)  # [...], float32
         if self.recorder is not None:
             self.recorder.append(norm)
-        if not self.gated:
-            return out
-        return out * gate.gate(norm, self.threshold)[..., None].to(out.dtype)
+        return out * gate.gate(norm, self.threshold)[..., None].to(out.dtype) if self.gated else out
 
     @torch.no_grad()
     def clip_rows_(self, max_norm: float | None = None) -> None:
@@ -210,6 +208,16 @@ def attached(model: Any) -> dict[str, list[int]]:
     return names
 
 
+def refuse_gated(names: Sequence[str], drop_gates: bool) -> None:
+    """Raise unless ``drop_gates`` when any of the named memories is gated: the host FFN
+    has no gate, so a merged memory speaks on every token."""
+    if names and not drop_gates:
+        raise InvalidInputError(
+            f"gated memories cannot merge exactly ({', '.join(sorted(names))}): the host FFN "
+            "has no gate; pass drop_gates=True (CLI: --drop-gates) to merge them ungated"
+        )
+
+
 @torch.no_grad()
 def merge(model: Any, names: Iterable[str] | None = None, drop_gates: bool = False) -> int:
     """Permanentize memories into the host FFNs; returns the units added per layer.
@@ -228,12 +236,14 @@ def merge(model: Any, names: Iterable[str] | None = None, drop_gates: bool = Fal
         else []
         for layer in layers
     ]
-    if not drop_gates and any(m.gated for ms in per_layer for m in ms):
-        raise InvalidInputError(
-            "a gated memory cannot merge exactly: the host FFN has no gate, so the merged "
-            "memory would speak on every token; pass drop_gates=True (CLI: --drop-gates) "
-            "to merge it ungated"
-        )
+    gated = {
+        n
+        for layer in layers
+        if isinstance(layer.mlp, MemoryMLP)
+        for n, m in layer.mlp.memories.items()
+        if n in wanted and m.gated
+    }
+    refuse_gated(sorted(gated), drop_gates)
     width = max((sum(m.rank for m in ms) for ms in per_layer), default=0)
     if width == 0:
         return 0

@@ -226,11 +226,7 @@ class ParametricTier:
         lm = self.core.lm
         infos = [self.info(a) for a in adapter_ids]
         gated = [info.id for info in infos if info.gate_thresholds]
-        if gated and not drop_gates:  # refused before the model is loaded
-            raise InvalidInputError(
-                f"adapter(s) {', '.join(gated)} are gated and cannot merge exactly: the host "
-                "FFN has no gate; pass drop_gates=True (CLI: --drop-gates) to merge them ungated"
-            )
+        sm.refuse_gated(gated, drop_gates)  # before the model is loaded
         model = AutoModelForCausalLM.from_pretrained(
             str(lm.path), dtype=torch.float32, local_files_only=True
         )
@@ -249,7 +245,7 @@ class ParametricTier:
                     "adapters": list(adapter_ids),
                     "units": width,
                     "out": str(out),
-                    "gates_dropped": drop_gates and any(i.gate_thresholds for i in infos),
+                    "gates_dropped": bool(gated),
                 },
             )
         )
