@@ -27,6 +27,7 @@ from memos.parametric.examples import (
 from memos.parametric.gate import GateTraining, recording
 
 REPLY_TOKENS = 16  # of the model's own reply to a general question, kept by the KL
+PASS_CHUNK = 16  # examples per forward of a full pass over the pools
 # The model's own replies to the general questions, by (fingerprint, attached memories).
 _REPLIES: dict[tuple[str, tuple[str, ...], bool], list[list[int]]] = {}
 
@@ -74,29 +75,35 @@ class LocalityTerm:
         self.lm, self.per_step, self.generator, self.gates = lm, per_step, generator, gates
         text = encode_pairs(lm, [("", line) for line in general_text()])
         self.pools = [text, _own_replies(lm, both_ways=gates is not None)]
-        self.frozen: list[list[torch.Tensor]] | None = None
-        with torch.no_grad():
-            if kl:
-                self.frozen = [
-                    [lp for chunk in chunks(pool, 16) for lp in target_log_probs(lm, chunk)]
-                    for pool in self.pools
-                ]
-        self.calibrate()
+        self.frozen = self._full_pass(log_probs=kl)
 
     def calibrate(self) -> None:
         """Show the gates every locality example once (no gradients)."""
-        if self.gates is None:
-            return
+        if self.gates is not None:
+            self._full_pass(log_probs=False)
+
+    def _full_pass(self, log_probs: bool) -> list[list[torch.Tensor]] | None:
+        """One forward over both pools, in chunks, without gradients: the gates (if
+        any) observe every example, and with ``log_probs`` the target-token
+        log-probabilities are returned per pool (the frozen model's, before training)."""
+        if not log_probs and self.gates is None:
+            return None
+        memories = self.gates.memories if self.gates is not None else []
         decoder = self.lm.model.get_decoder()
+        kept: list[list[torch.Tensor]] = [[] for _ in self.pools]
         with torch.no_grad():
             for k, pool in enumerate(self.pools):
-                for start in range(0, len(pool), 16):
-                    chunk = pool[start : start + 16]
-                    batch = collate(self.lm, chunk)
-                    with recording(self.gates.memories) as norms:
-                        decoder(input_ids=batch["ids"], attention_mask=batch["mask"])
-                    keys = [(k, start + row) for row in range(len(chunk))]
-                    self.gates.observe(keys, [len(ids) for ids, _ in chunk], norms)
+                for n, chunk in enumerate(chunks(pool, PASS_CHUNK)):
+                    with recording(memories) as norms:
+                        if log_probs:
+                            kept[k].extend(target_log_probs(self.lm, chunk))
+                        else:
+                            batch = collate(self.lm, chunk)
+                            decoder(input_ids=batch["ids"], attention_mask=batch["mask"])
+                    if self.gates is not None:
+                        keys = [(k, n * PASS_CHUNK + row) for row in range(len(chunk))]
+                        self.gates.observe(keys, [len(ids) for ids, _ in chunk], norms)
+        return kept if log_probs else None
 
     def terms(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The sum over both samples of the mean KL per target token, and of the
