@@ -28,7 +28,8 @@ from memos.parametric.gate import GateTraining, recording
 
 REPLY_TOKENS = 16  # of the model's own reply to a general question, kept by the KL
 PASS_CHUNK = 16  # examples per forward of a full pass over the pools
-# The model's own replies to the general questions, by (fingerprint, attached memories).
+# The model's own replies to the general questions, by (fingerprint, attached memories,
+# both renderings of each question).
 _REPLIES: dict[tuple[str, tuple[str, ...], bool], list[list[int]]] = {}
 
 
