@@ -26,19 +26,20 @@ memory text in the prompt, except "facts in prompt", which answers through
 - perplexity increase on held-out general text, prompt tokens per question,
   training time and trainable parameters.
 
-``--gate`` gates the side-GLU memories (off by default, as in training):
+The side-GLU memories are gated as the tier gates them (``--no-gate``: ungated):
 silent on tokens whose activation stays below a threshold calibrated on the
 trainer's own locality text (``memos/data/general_*.txt``, disjoint from the
 locality questions scored here).
 
 A LoRA (peft) on the same layers' FFN with about the same parameter count is
 trained by the same loop (locality term included, no gate) on the same
-examples for the same steps. Targets (issue 13), at 100 facts: held-out
+examples for the steps the side-GLU ran, on the same learning-rate schedule
+(a cosine over ``--steps``, the step budget). Targets (issue 13), at 100 facts: held-out
 question recall >= 80 %, cue recall >= 90 %, perplexity increase <= 2 %,
 locality >= 95 %.
 
 Usage: ``pip install -e '.[bench]'`` (peft), then
-``python benchmarks/parametric.py [--facts 100] [--steps 400] [--rank 128] [--no-lora]``.
+``python benchmarks/parametric.py [--facts 100] [--steps 300] [--rank 128] [--no-lora]``.
 """
 
 from __future__ import annotations
@@ -325,9 +326,18 @@ def facts_in_prompt(lm: LanguageModel, sets: Sets) -> dict[str, Any]:
 
 
 def train_lora(
-    lm: LanguageModel, texts: list[str], layers: tuple[int, ...], rank: int, config: C.TrainConfig
+    lm: LanguageModel,
+    texts: list[str],
+    layers: tuple[int, ...],
+    steps: int,
+    rank: int,
+    config: C.TrainConfig,
 ) -> tuple[Any, C.TrainReport]:
-    """A peft LoRA on the FFNs of ``layers``, trained by the same loop on the same examples."""
+    """A peft LoRA on the FFNs of ``layers``, trained by the same loop on the same examples.
+
+    It runs ``steps`` steps (as many as the side-GLU ran) on the same
+    learning-rate schedule, a cosine over ``config.steps``.
+    """
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
@@ -340,7 +350,8 @@ def train_lora(
     model = get_peft_model(lm.model, lora)  # wraps lm.model's modules in place
     params = [p for p in model.parameters() if p.requires_grad]
     examples = C.encode_examples(lm, texts)
-    report = C.fit(lm, params, examples, config, layers, _progress("LoRA"))
+    progress = _progress("LoRA")
+    report = C.fit(lm, params, examples, config, layers, progress, stop_at=steps)
     return model, report
 
 
@@ -386,48 +397,82 @@ def run_set(
     save: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
     """Before, side-GLU and LoRA rows for one memory set; ``save`` gets the rows so far."""
-    from memos.parametric.check import check_memories
-
     texts = sets.fact_texts if part == "facts" else sets.freeform_texts
-    total = sum(p.numel() for p in lm.model.parameters())
     base = evaluate(lm, sets, part, None)
-    memories, report = C.train_memories(lm, texts, config, _progress(f"side-GLU {part}"))
-    check = check_memories(lm, memories, [(str(i), t) for i, t in enumerate(texts)])
-    sm.attach(lm.model, "bench", memories)
     rows: dict[str, Any] = {
         "config": dataclasses.asdict(config),
         "before": {k: v for k, v in base.items() if not k.startswith("locality_")}
         | {"locality_kept": 1.0, **_right_before(base, sets)},
-        "side_glu": {
-            **evaluate(lm, sets, part, base),
-            **_training(report, total),
-            "tier_check_recall": check.recall,
-            "gate_thresholds": [m.threshold for _, m in sorted(memories.items())],
-        },
     }
-    sm.detach(lm.model, "bench")
-    save(rows)
+    if args.lora_only is None:
+        rows["side_glu"], report = side_glu_row(lm, sets, part, texts, config, base)
+        steps, layers, size = report.steps, report.layers, report.trainable_parameters
+        save(rows)
+    else:
+        steps, layers = args.lora_only, config.layers or C.default_layers(lm.layers)
+        size = len(layers) * 3 * lm.model.config.hidden_size * config.rank
     if not args.no_lora:
-        d, i = lm.model.config.hidden_size, lm.model.config.intermediate_size
-        lora_rank = max(1, round(report.trainable_parameters / (len(report.layers) * 3 * (d + i))))
-        same = dataclasses.replace(
-            config,
-            steps=report.steps,
-            lr=args.lora_lr,
-            target_loss=0.0,
-            patience=report.steps,
-            gate=False,
-        )
-        model, lora_report = train_lora(lm, texts, report.layers, lora_rank, same)
-        rows["lora"] = {
-            **evaluate(lm, sets, part, base),
-            **_training(lora_report, total),
-            "rank": lora_rank,
-            "lr": args.lora_lr,
-        }
-        model.unload()
+        rows["lora"] = lora_row(lm, sets, part, texts, config, args, base, steps, layers, size)
         save(rows)
     return rows
+
+
+def side_glu_row(
+    lm: LanguageModel,
+    sets: Sets,
+    part: str,
+    texts: list[str],
+    config: C.TrainConfig,
+    base: dict[str, Any],
+) -> tuple[dict[str, Any], C.TrainReport]:
+    """The side-GLU adapter trained on ``texts``, measured, and its training report."""
+    from memos.parametric.check import check_memories
+
+    memories, report = C.train_memories(lm, texts, config, _progress(f"side-GLU {part}"))
+    check = check_memories(lm, memories, [(str(i), t) for i, t in enumerate(texts)])
+    sm.attach(lm.model, "bench", memories)
+    row = {
+        **evaluate(lm, sets, part, base),
+        **_training(report, _size(lm)),
+        "tier_check_recall": check.recall,
+        "gate_thresholds": [m.threshold for _, m in sorted(memories.items())],
+    }
+    sm.detach(lm.model, "bench")
+    return row, report
+
+
+def lora_row(
+    lm: LanguageModel,
+    sets: Sets,
+    part: str,
+    texts: list[str],
+    config: C.TrainConfig,
+    args: argparse.Namespace,
+    base: dict[str, Any],
+    steps: int,
+    layers: tuple[int, ...],
+    size: int,
+) -> dict[str, Any]:
+    """The LoRA with about ``size`` parameters on ``layers``, run ``steps`` steps, measured."""
+    d, i = lm.model.config.hidden_size, lm.model.config.intermediate_size
+    rank = max(1, round(size / (len(layers) * 3 * (d + i))))
+    # No early stop of its own: it runs the side-GLU's steps on its schedule.
+    same = dataclasses.replace(
+        config, lr=args.lora_lr, target_loss=0.0, patience=config.steps, gate=False
+    )
+    model, report = train_lora(lm, texts, layers, steps, rank, same)
+    row = {
+        **evaluate(lm, sets, part, base),
+        **_training(report, _size(lm)),
+        "rank": rank,
+        "lr": args.lora_lr,
+    }
+    model.unload()
+    return row
+
+
+def _size(lm: LanguageModel) -> int:
+    return sum(p.numel() for p in lm.model.parameters())
 
 
 def save(result: dict[str, Any], part: str, out: Path) -> Callable[[dict[str, Any]], None]:
@@ -466,10 +511,24 @@ def main() -> None:
     parser.add_argument("--locality-weight", type=float, default=C.TrainConfig.locality_weight)
     parser.add_argument("--locality-batch", type=int, default=C.TrainConfig.locality_batch)
     parser.add_argument("--no-lora", action="store_true")
-    parser.add_argument("--gate", action="store_true", help="train the side-GLU gated")
+    parser.add_argument(
+        "--lora-only",
+        type=int,
+        metavar="STEPS",
+        help="train no side-GLU, only the LoRA, for STEPS steps (as many as the side-GLU ran "
+        "in an earlier run of the same settings) on the --steps schedule",
+    )
+    parser.add_argument(
+        "--gate",
+        action=argparse.BooleanOptionalAction,
+        default=C.TrainConfig.gate,
+        help="train the side-GLU gated (the tier's default)",
+    )
     parser.add_argument("--parts", default="facts,freeform,prompt")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "parametric.json"))
     args = parser.parse_args()
+    if args.lora_only is not None and (args.no_lora or args.lora_only < 1):
+        parser.error("--lora-only takes a step count >= 1 and trains the LoRA (not --no-lora)")
     lm = load_lm("default", MemosConfig.from_env().home)
     sets = Sets(
         invent(args.facts),

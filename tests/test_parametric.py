@@ -24,7 +24,7 @@ from memos.parametric.check import answers
 from memos.parametric.examples import epoch_batches
 from memos.parametric.locality import general_text
 from memos.parametric.tier import AdapterInfo
-from memos.parametric.training import TrainConfig, training_pairs
+from memos.parametric.training import TrainConfig, encode_examples, fit, training_pairs
 
 pytestmark = pytest.mark.real_model
 
@@ -239,6 +239,47 @@ def _threshold(mem: Memos, recall: float) -> None:
     config = mem.core.config
     policy = dataclasses.replace(config.scheduler, hold_min_recall=recall)
     mem.core.config = dataclasses.replace(config, scheduler=policy)
+
+
+def test_stop_at_ends_training_early_on_the_whole_schedule(lm: LanguageModel) -> None:
+    """The benchmark's LoRA stops where the side-GLU stopped, on the same schedule."""
+    examples = encode_examples(lm, FACTS)
+    full = _trajectory(lm, examples, steps=4)
+    stopped = _trajectory(lm, examples, steps=4, stop_at=2)
+    shortened = _trajectory(lm, examples, steps=2)
+    assert (len(full), len(stopped), len(shortened)) == (4, 2, 2)
+    assert torch.equal(stopped[1], full[1])
+    assert not torch.equal(shortened[1], full[1])  # its cosine reached 0 by step 2
+    with pytest.raises(InvalidInputError, match="stop_at"):
+        _trajectory(lm, examples, steps=4, stop_at=0)
+
+
+def _trajectory(
+    lm: LanguageModel, examples: list[Any], steps: int, stop_at: int | None = None
+) -> list[torch.Tensor]:
+    """A small memory's values after each step of ``fit``, from a seeded start."""
+    torch.manual_seed(0)
+    memory = sm.SideGLU(lm.model.config.hidden_size, 4, tau=1.0, backend="reference")
+    with torch.no_grad():
+        for p in memory.parameters():
+            p.normal_(std=0.02)
+    config = TrainConfig(**QUICK | {"steps": steps, "target_loss": 0.0, "patience": steps})
+    seen: list[torch.Tensor] = []
+    sm.attach(lm.model, "trajectory", {10: memory})
+    try:
+        report = fit(
+            lm,
+            list(memory.parameters()),
+            examples,
+            config,
+            (10,),
+            after_step=lambda: seen.append(memory.V.detach().clone()),
+            stop_at=stop_at,
+        )
+    finally:
+        sm.detach(lm.model, "trajectory")
+    assert report.steps == len(seen)
+    return seen
 
 
 def test_bad_training_settings(mem: Memos) -> None:

@@ -175,6 +175,7 @@ def fit(
     progress: Callable[[int, int], None] | None = None,
     after_step: Callable[[], None] | None = None,
     gates: GateTraining | None = None,
+    stop_at: int | None = None,
 ) -> TrainReport:
     """Train ``params`` (already inside ``lm.model``) on ``examples``; the rest stays frozen.
 
@@ -187,7 +188,14 @@ def fit(
     locality text, its separation term joins the loss, and the final
     thresholds are set after the last step. Also used to train the LoRA
     baseline of the benchmark.
+
+    ``stop_at`` ends training after that many steps without shortening the
+    learning-rate schedule, which still runs over ``config.steps``: the
+    benchmark stops its LoRA where the side-GLU stopped, on the same schedule.
     """
+    last = config.steps if stop_at is None else min(stop_at, config.steps)
+    if last < 1:
+        raise InvalidInputError(f"stop_at must be at least 1, got {stop_at}")
     groups = [g if isinstance(g, dict) else {"params": [g]} for g in params]
     trained = [p for group in groups for p in group["params"]]
     for p in lm.model.parameters():
@@ -205,7 +213,7 @@ def fit(
         with_kl = config.locality_weight > 0
         locality = LocalityTerm(lm, config.locality_batch, generator, with_kl, gates)
     start, idle, best, epoch_loss, step = time.perf_counter(), 0, float("inf"), float("inf"), 0
-    while step < config.steps:
+    while step < last:
         losses: list[float] = []
         for chunk in epoch_batches(examples, config.batch_size, generator):
             step += 1
@@ -224,8 +232,8 @@ def fit(
                 gates.step(step)
             losses.append(float(task.detach()))
             if progress:
-                progress(step, config.steps)
-            if step >= config.steps:
+                progress(step, last)
+            if step >= last:
                 break
         epoch_loss = sum(losses) / len(losses)
         idle = 0 if epoch_loss < 0.99 * best else idle + 1
