@@ -68,8 +68,8 @@ def adapters_train(
     gate: Annotated[
         bool,
         typer.Option(
-            help="Gate each memory: an exact no-op on ordinary text, learns slower, merges "
-            "only with --drop-gates."
+            help="Gate each memory: an exact no-op on ordinary text; trains slower a step, "
+            "merges only with --drop-gates."
         ),
     ] = TrainConfig.gate,
     seed: Annotated[int, typer.Option(help="Seeds initialization, batching.")] = TrainConfig.seed,
