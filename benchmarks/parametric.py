@@ -398,6 +398,7 @@ def run_set(
 ) -> dict[str, Any]:
     """Before, side-GLU and LoRA rows for one memory set; ``save`` gets the rows so far."""
     texts = sets.fact_texts if part == "facts" else sets.freeform_texts
+    total = sum(p.numel() for p in lm.model.parameters())  # before any adapter is on it
     base = evaluate(lm, sets, part, None)
     rows: dict[str, Any] = {
         "config": dataclasses.asdict(config),
@@ -405,14 +406,16 @@ def run_set(
         | {"locality_kept": 1.0, **_right_before(base, sets)},
     }
     if args.lora_only is None:
-        rows["side_glu"], report = side_glu_row(lm, sets, part, texts, config, base)
+        rows["side_glu"], report = side_glu_row(lm, sets, part, texts, config, base, total)
         steps, layers, size = report.steps, report.layers, report.trainable_parameters
         save(rows)
     else:
         steps, layers = args.lora_only, config.layers or C.default_layers(lm.layers)
         size = len(layers) * 3 * lm.model.config.hidden_size * config.rank
     if not args.no_lora:
-        rows["lora"] = lora_row(lm, sets, part, texts, config, args, base, steps, layers, size)
+        rows["lora"] = lora_row(
+            lm, sets, part, texts, config, args, base, steps, layers, size, total
+        )
         save(rows)
     return rows
 
@@ -424,8 +427,12 @@ def side_glu_row(
     texts: list[str],
     config: C.TrainConfig,
     base: dict[str, Any],
+    total: int,
 ) -> tuple[dict[str, Any], C.TrainReport]:
-    """The side-GLU adapter trained on ``texts``, measured, and its training report."""
+    """The side-GLU adapter trained on ``texts``, measured, and its training report.
+
+    ``total`` is the model's parameter count without adapters.
+    """
     from memos.parametric.check import check_memories
 
     memories, report = C.train_memories(lm, texts, config, _progress(f"side-GLU {part}"))
@@ -433,7 +440,7 @@ def side_glu_row(
     sm.attach(lm.model, "bench", memories)
     row = {
         **evaluate(lm, sets, part, base),
-        **_training(report, _size(lm)),
+        **_training(report, total),
         "tier_check_recall": check.recall,
         "gate_thresholds": [m.threshold for _, m in sorted(memories.items())],
     }
@@ -452,6 +459,7 @@ def lora_row(
     steps: int,
     layers: tuple[int, ...],
     size: int,
+    total: int,
 ) -> dict[str, Any]:
     """The LoRA with about ``size`` parameters on ``layers``, run ``steps`` steps, measured."""
     d, i = lm.model.config.hidden_size, lm.model.config.intermediate_size
@@ -463,16 +471,12 @@ def lora_row(
     model, report = train_lora(lm, texts, layers, steps, rank, same)
     row = {
         **evaluate(lm, sets, part, base),
-        **_training(report, _size(lm)),
+        **_training(report, total),
         "rank": rank,
         "lr": args.lora_lr,
     }
     model.unload()
     return row
-
-
-def _size(lm: LanguageModel) -> int:
-    return sum(p.numel() for p in lm.model.parameters())
 
 
 def save(result: dict[str, Any], part: str, out: Path) -> Callable[[dict[str, Any]], None]:
