@@ -46,11 +46,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from plaintext import make_texts
 
 from memos.activation import snapshot as kv_snapshot
-from memos.activation.tier import block_text, prefix_messages, prefix_text
-from memos.chat import greedy
 from memos.client import Memos
 from memos.config import MemosConfig
-from memos.lm import LanguageModel, load_lm
+from memos.lm import LanguageModel, greedy, load_lm
+from memos.memory_block import block_text, prefix_messages, prefix_text
 
 QUESTION = "Which city did Ana visit most recently, and what did she do there?"
 REPLY = 24  # greedy tokens compared between the snapshot and a full prefill

@@ -61,9 +61,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from memos.chat import greedy, greedy_batch
 from memos.config import MemosConfig
-from memos.lm import LanguageModel, load_lm
+from memos.lm import LanguageModel, greedy, greedy_batch, load_lm
 from memos.parametric import side_memory as sm
 from memos.parametric import training as C
 

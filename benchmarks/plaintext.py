@@ -92,8 +92,8 @@ def measure(size: int, queries: int = 200) -> dict[str, object]:
     """All figures for one size, in this process."""
     from memos.client import Memos
     from memos.config import MemosConfig
+    from memos.filters import SearchFilter
     from memos.plaintext.embedder import SentenceTransformerEmbedder, embed
-    from memos.plaintext.filters import SearchFilter
     from memos.plaintext.retrieval import Retriever
 
     texts = make_texts(size)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from memos.cli.output import Json, console, open_memos, print_json, table
 
-from memos.activation.snapshot import DEFAULT_DTYPE
+from memos.fields import DEFAULT_SNAPSHOT_DTYPE
 
 kv_app = typer.Typer(help="KV-cache snapshots (the activation tier).", no_args_is_help=True)
 
@@ -51,7 +51,9 @@ def kv_build(
     cube: Annotated[str, typer.Option("--cube", "-c", help="Cube name.")] = "default",
     query: Annotated[str | None, typer.Option(help="Snapshot the best memories for this.")] = None,
     max_tokens: Annotated[int, typer.Option(help="Longest block in tokens.")] = 1024,
-    dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = DEFAULT_DTYPE,
+    dtype: Annotated[
+        str, typer.Option(help="float32, float16 or bfloat16.")
+    ] = DEFAULT_SNAPSHOT_DTYPE,
     json_out: Json = False,
 ) -> None:
     """Prefill a block of memories once and store its KV cache."""

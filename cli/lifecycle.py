@@ -38,7 +38,7 @@ def used(
 def _when(value: str | None) -> datetime | None:
     if value is None:
         return None
-    from memos.plaintext.ingest import parse_time
+    from memos.validation import parse_time
 
     return parse_time(value, "--now")
 

@@ -146,8 +146,8 @@ def mcp(
 ) -> None:
     """Speak MCP over stdio (for desktop and IDE assistants)."""
     from memos.service.mcp_server import build_mcp_server
+    from memos.service.mcp_stdio import run_stdio
     from memos.service.tenancy import TenantMemos
 
     with open_memos(ctx) as memos:
-        server = build_mcp_server(lambda: TenantMemos(memos, tenant))
-        server.run()
+        run_stdio(build_mcp_server(lambda: TenantMemos(memos, tenant)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from memos.clock import Clock, ManualClock, SystemClock
-from memos.config import MemosConfig
+from memos.config import MemosConfig, SchedulerPolicy
 from memos.errors import (
     ConfigError,
     DuplicateError,
@@ -37,7 +37,6 @@ from memos.errors import (
     UnknownCubeError,
     UnknownItemError,
 )
-from memos.lifecycle.retention import RetentionPolicy
 from memos.records import (
     ContextBlock,
     CubeStats,
@@ -47,12 +46,12 @@ from memos.records import (
     ScoreParts,
     SearchHit,
 )
-from memos.scheduler.policy import SchedulerPolicy
+from memos.retention import RetentionPolicy
 
 if TYPE_CHECKING:
     from memos.client import Memos
+    from memos.filters import SearchFilter
     from memos.plaintext.embedder import Embedder, SentenceTransformerEmbedder
-    from memos.plaintext.filters import SearchFilter
     from memos.scheduler.runner import SchedulerBusyError
 
 __version__ = "0.1.0"
@@ -62,7 +61,7 @@ _LAZY = {
     "Memos": "memos.client",
     "Embedder": "memos.plaintext.embedder",
     "SentenceTransformerEmbedder": "memos.plaintext.embedder",
-    "SearchFilter": "memos.plaintext.filters",
+    "SearchFilter": "memos.filters",
 }
 
 

@@ -1,56 +1,77 @@
 """The Python SDK: ``Memos``, one object an agent loop keeps for its memory.
 
-Read this file top to bottom to follow one ``add`` (validate → skip what is
-stored → embed what is new → one write transaction → index) and one
-``search`` (hand to :class:`memos.plaintext.retrieval.Retriever`). Changes go through
-:class:`memos.plaintext.writer.Writer`.
+``Memos`` is the embedded implementation of :class:`memos.api.MemoryAPI`. It
+composes the parts over one :class:`memos.core.Core`: the plaintext
+:class:`~memos.plaintext.writer.Writer` (every change) and
+:class:`~memos.plaintext.reader.Reader` (every read), the
+:class:`~memos.model_tiers.ModelTiers` (chat, snapshots, adapters) and the
+:class:`~memos.scheduler.runner.Scheduler`; each method hands over to one of
+them. Follow one ``add``: validate (:mod:`memos.plaintext.ingest`) → skip what
+is stored → embed what is new → one write transaction → index. One
+``search``: :meth:`Reader.search` → :class:`~memos.plaintext.retrieval.Retriever`.
 """
 
 from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from typing_extensions import Unpack
 
 from memos import store
-from memos.clock import Clock, as_utc
+from memos.api import MemoryAPI
+from memos.clock import Clock
 from memos.config import MemosConfig
 from memos.core import Core
-from memos.errors import InvalidInputError, UnknownItemError
-from memos.lifecycle.decay import StateChange, apply_decay, plan_decay
-from memos.model_tiers import DEFAULT_CUBE, ModelTiers
+from memos.errors import InvalidInputError, UnknownJobError
+from memos.fields import (
+    DEFAULT_CUBE,
+    DEFAULT_SNAPSHOT_DTYPE,
+    ItemFields,
+    Progress,
+    TrainOptions,
+    UpdateFields,
+)
+from memos.filters import FilterArg
+from memos.lifecycle.decay import apply_decay, plan_decay
+from memos.model_tiers import ModelTiers
 from memos.plaintext import ingest
-from memos.plaintext.context import approx_tokens, assemble_context
-from memos.plaintext.filters import SearchFilter
-from memos.plaintext.retrieval import Retriever
-from memos.plaintext.text import check_string, normalize_text, string_problem
+from memos.plaintext.context import approx_tokens
+from memos.plaintext.reader import Reader
 from memos.plaintext.writer import Writer
 from memos.records import (
+    AdapterInfo,
     ContextBlock,
     CubeStats,
     ImportReport,
+    JobInfo,
     MemoryRecord,
     MemoryVersion,
+    Reply,
     SearchHit,
-    State,
+    SnapshotInfo,
+    StateChange,
 )
+from memos.scheduler import jobs as scheduler_jobs
 from memos.scheduler.runner import Scheduler
-from memos.store.models import Item
+from memos.validation import FIELD_LIMITS, check_cube_name, check_id, check_string, parse_time
 
 if TYPE_CHECKING:
+    from memos.activation.tier import ActivationTier
     from memos.lm import LanguageModel
+    from memos.parametric.tier import ParametricTier
     from memos.plaintext.embedder import Embedder
-    from memos.plaintext.indexes import IndexManager, Progress
+    from memos.plaintext.indexes import IndexManager
+    from memos.scheduler.background import BackgroundScheduler
     from memos.service.remote import RemoteMemos
     from memos.store.db import Database
 
 
-class Memos(ModelTiers):
+class Memos(MemoryAPI):
     """Agent memory backed by a database, an embedder and per-cube indexes.
 
     Args:
@@ -78,10 +99,12 @@ class Memos(ModelTiers):
     ) -> None:
         self.core = Core(config or MemosConfig.from_env(), embedder=embedder, clock=clock, lm=lm)
         self.writer = Writer(self.core)
-        self.retriever = Retriever(self.core)
-        self.count_tokens = token_counter or approx_tokens
-        self.scheduler = Scheduler(self.core, lambda: self.activation, lambda: self.parametric)
-        ModelTiers.__init__(self, self.core)
+        self.reader = Reader(self.core, token_counter or approx_tokens)
+        self.tiers = ModelTiers(self.core, self.reader)
+        self.scheduler = Scheduler(
+            self.core, lambda: self.tiers.activation, lambda: self.tiers.parametric
+        )
+        self._background: BackgroundScheduler | None = None
         self._closed = False
         self._lock = threading.Lock()
 
@@ -116,6 +139,21 @@ class Memos(ModelTiers):
     def indexes(self) -> IndexManager:
         return self.core.indexes
 
+    @property
+    def lm(self) -> LanguageModel:
+        """The language model, loaded on first use."""
+        return self.core.lm
+
+    @property
+    def activation(self) -> ActivationTier:
+        """The activation tier (KV snapshots); torch loads on first use."""
+        return self.tiers.activation
+
+    @property
+    def parametric(self) -> ParametricTier:
+        """The parametric tier (side-GLU adapters); torch loads on first use."""
+        return self.tiers.parametric
+
     # -- lifecycle -----------------------------------------------------------
 
     def close(self) -> None:
@@ -138,9 +176,9 @@ class Memos(ModelTiers):
 
     def create_cube(self, name: str, owner_id: str | None = None) -> str:
         """Create cube ``name`` (no error when it exists) and return its name."""
-        ingest.check_cube_name(name)
+        check_cube_name(name)
         if owner_id is not None:
-            check_string(owner_id, "owner_id", ingest.FIELD_LIMITS["user_id"])
+            check_string(owner_id, "owner_id", FIELD_LIMITS["user_id"])
         self.db.write(lambda s: store.ensure_cube(s, name, self.clock.now(), owner_id))
         return name
 
@@ -149,18 +187,25 @@ class Memos(ModelTiers):
         with self.db.read() as session:
             return store.cube_names(session)
 
+    def stats(self, cube: str = DEFAULT_CUBE) -> CubeStats:
+        """Counts by state, versions, tags, embeddings and index figures of a cube."""
+        return self.reader.stats(cube)
+
     # -- writing -------------------------------------------------------------
 
-    def add(self, text: str, *, cube: str = DEFAULT_CUBE, **fields: Any) -> MemoryRecord:
+    def add(
+        self, text: str, *, cube: str = DEFAULT_CUBE, **fields: Unpack[ItemFields]
+    ) -> MemoryRecord:
         """Store one memory and return it (the stored one, if the text is already there).
 
-        Keyword fields: ``metadata``, ``tags``, ``user_id``, ``agent_id``,
-        ``source``, ``session_id``, ``speaker``, ``role``, ``event_time``,
-        ``pinned`` (never decays), ``trust``, ``importance`` (0..1: a higher
-        initial stability, so it fades more slowly). Text longer than
-        ``config.max_text_chars`` raises ``TextTooLongError``; use
-        :meth:`add_document` to chunk it.
+        Keyword fields (:class:`memos.fields.ItemFields`): ``metadata``, ``tags``,
+        ``user_id``, ``agent_id``, ``source``, ``session_id``, ``speaker``,
+        ``role``, ``event_time``, ``pinned`` (never decays), ``trust``,
+        ``importance`` (0..1: a higher initial stability, so it fades more
+        slowly). Text longer than ``config.max_text_chars`` raises
+        ``TextTooLongError``; use :meth:`add_document` to chunk it.
         """
+        check_cube_name(cube)
         item = ingest.from_mapping({"text": text, **fields}, self.config.max_text_chars, {})
         return self.writer.store([item], cube)[0]
 
@@ -170,7 +215,7 @@ class Memos(ModelTiers):
         *,
         cube: str = DEFAULT_CUBE,
         progress: Progress | None = None,
-        **defaults: Any,
+        **defaults: Unpack[ItemFields],
     ) -> list[MemoryRecord]:
         """Store many memories with batched embedding; returns them in input order.
 
@@ -178,6 +223,9 @@ class Memos(ModelTiers):
         apply to every entry. All entries are validated before any is stored.
         ``progress(done, total)`` is called after each batch.
         """
+        check_cube_name(cube)
+        if isinstance(entries, str | bytes | Mapping):
+            raise InvalidInputError("entries must be a list of strings or item dicts")
         items = [ingest.from_mapping(e, self.config.max_text_chars, defaults) for e in entries]
         return self.writer.store(items, cube, progress)
 
@@ -188,10 +236,11 @@ class Memos(ModelTiers):
         cube: str = DEFAULT_CUBE,
         prefix_speaker: bool = True,
         progress: Progress | None = None,
-        **defaults: Any,
+        **defaults: Unpack[ItemFields],
     ) -> list[MemoryRecord]:
         """Store each chat turn (``role``, ``content``, optional ``name``,
         ``timestamp``, ``metadata``) as one item keeping speaker and time."""
+        check_cube_name(cube)
         items = ingest.from_messages(
             messages,
             max_chars=self.config.max_text_chars,
@@ -201,10 +250,11 @@ class Memos(ModelTiers):
         return self.writer.store(items, cube, progress)
 
     def add_document(
-        self, text: str, *, cube: str = DEFAULT_CUBE, **defaults: Any
+        self, text: str, *, cube: str = DEFAULT_CUBE, **defaults: Unpack[ItemFields]
     ) -> list[MemoryRecord]:
         """Store a long text as overlapping chunks (``config.chunk_chars`` /
         ``chunk_overlap``), each an item whose metadata names the document."""
+        check_cube_name(cube)
         items = ingest.from_document(
             text,
             chunk_chars=self.config.chunk_chars,
@@ -214,13 +264,14 @@ class Memos(ModelTiers):
         )
         return self.writer.store(items, cube)
 
-    def update(self, item_id: str, text: str | None = None, **changes: Any) -> MemoryRecord:
+    def update(
+        self, item_id: str, text: str | None = None, **changes: Unpack[UpdateFields]
+    ) -> MemoryRecord:
         """Make a new version of an item; the old one stays in :meth:`history`.
 
-        Accepts ``text`` and ``metadata``, ``tags``, ``speaker``, ``role``,
-        ``session_id``, ``event_time``, ``pinned``, ``trust`` (each replaces the
-        old value) and ``reason`` (recorded). Raises ``DuplicateError`` when the
-        new text equals another live item of the cube.
+        Accepts ``text`` and the fields of :class:`memos.fields.UpdateFields`
+        (each replaces the old value; ``reason`` is recorded). Raises
+        ``DuplicateError`` when the new text equals another live item of the cube.
         """
         return self.writer.update(item_id, text, changes)
 
@@ -242,15 +293,11 @@ class Memos(ModelTiers):
 
     def get(self, item_id: str) -> MemoryRecord:
         """The item with this id (soft-deleted ones included, with state ``deleted``)."""
-        self.core.recalls.flush()
-        with self.db.read() as session:
-            return store.record_of(session, store.item_by_id(session, item_id))
+        return self.reader.get(item_id)
 
     def history(self, item_id: str) -> list[MemoryVersion]:
         """Every version of an item, oldest first."""
-        with self.db.read() as session:
-            item = store.item_by_id(session, item_id)
-            return [store.to_version(v, item.id) for v in store.versions_of(session, item)]
+        return self.reader.history(item_id)
 
     def search(
         self,
@@ -258,7 +305,7 @@ class Memos(ModelTiers):
         *,
         cube: str = DEFAULT_CUBE,
         k: int = 10,
-        filter: SearchFilter | Mapping[str, Any] | None = None,
+        filter: FilterArg = None,
         mode: str = "hybrid",
     ) -> list[SearchHit]:
         """The ``k`` memories that best match ``query``, with score parts.
@@ -266,9 +313,7 @@ class Memos(ModelTiers):
         ``mode`` is ``"hybrid"`` (dense + keyword), ``"dense"`` or ``"keyword"``;
         ``filter`` is a :class:`SearchFilter` or a dict of its fields.
         """
-        text = normalize_text(query, self.config.max_text_chars)
-        flt = SearchFilter.from_value(filter)
-        return self.retriever.search(self.core.cube(cube), text, k, flt, mode, self.clock.now())
+        return self.reader.search(query, cube, k, filter, mode)
 
     def context(
         self,
@@ -277,22 +322,13 @@ class Memos(ModelTiers):
         budget_tokens: int = 512,
         cube: str = DEFAULT_CUBE,
         k: int = 20,
-        filter: SearchFilter | Mapping[str, Any] | None = None,
+        filter: FilterArg = None,
     ) -> ContextBlock:
         """The best memories for ``query`` as a prompt block within ``budget_tokens``.
 
         The memories in the block count as recalled (see :mod:`memos.lifecycle.recall`).
         """
-        if (
-            isinstance(budget_tokens, bool)
-            or not isinstance(budget_tokens, int)
-            or budget_tokens < 1
-        ):
-            raise InvalidInputError(f"budget_tokens={budget_tokens!r}; allowed: an integer >= 1")
-        hits = self.search(query, cube=cube, k=k, filter=filter)
-        block = assemble_context(hits, budget_tokens, self.count_tokens)
-        self.core.recalls.record((item.id for item in block.items), self.clock.now())
-        return block
+        return self.reader.context(query, budget_tokens, cube, k, filter)
 
     def mark_used(self, item_ids: Iterable[str]) -> None:
         """Count memories as recalled (the agent used them): their stability grows.
@@ -300,97 +336,30 @@ class Memos(ModelTiers):
         Written in the background within ``config.recall_flush_s`` seconds;
         unknown ids raise ``UnknownItemError`` before anything is counted.
         """
-        ids = [item_ids] if isinstance(item_ids, str) else list(item_ids)
-        for item_id in ids:
-            if not isinstance(item_id, str) or string_problem(item_id):
-                raise UnknownItemError(f"item id must be a valid string, got {item_id!r}")
-        with self.db.read() as session:
-            known = set(
-                session.scalars(
-                    select(Item.id).where(Item.id.in_(ids), Item.state != State.DELETED)
-                )
-            )
-        unknown = [i for i in ids if i not in known]
-        if unknown:
-            raise UnknownItemError(f"no memory item with id {unknown[0]!r}")
-        self.core.recalls.record(ids, self.clock.now())
+        self.reader.mark_used(item_ids)
 
     def list(
         self,
         *,
         cube: str = DEFAULT_CUBE,
-        filter: SearchFilter | Mapping[str, Any] | None = None,
+        filter: FilterArg = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> list[MemoryRecord]:
+    ) -> builtins.list[MemoryRecord]:
         """Items of a cube, newest first."""
-        ingest.check_count(limit, "limit", 1)
-        ingest.check_count(offset, "offset", 0)
-        cube_row = self.core.cube(cube)
-        flt = SearchFilter.from_value(filter)
-        with self.db.read() as session:
-            stmt = (
-                select(Item)
-                .where(flt.where(cube_row.pk))
-                .order_by(Item.created_at.desc(), Item.pk.desc())
-                .limit(limit)
-                .offset(offset)
-            )
-            return [store.to_record(row, cube) for row in session.scalars(stmt)]
+        return self.reader.list(cube, filter, limit, offset)
 
     def iterate(
-        self,
-        *,
-        cube: str = DEFAULT_CUBE,
-        filter: SearchFilter | Mapping[str, Any] | None = None,
-        batch: int = 500,
+        self, *, cube: str = DEFAULT_CUBE, filter: FilterArg = None, batch: int = 500
     ) -> Iterator[MemoryRecord]:
         """Every matching item of a cube, oldest first, read in batches."""
-        ingest.check_count(batch, "batch", 1)
-        cube_row = self.core.cube(cube)
-        flt = SearchFilter.from_value(filter)
-        last = 0
-        while True:
-            with self.db.read() as session:
-                stmt = (
-                    select(Item)
-                    .where(flt.where(cube_row.pk), Item.pk > last)
-                    .order_by(Item.pk)
-                    .limit(batch)
-                )
-                rows = session.scalars(stmt).all()
-                records = [store.to_record(row, cube) for row in rows]
-            if not rows:
-                return
-            last = rows[-1].pk
-            yield from records
-
-    def stats(self, cube: str = DEFAULT_CUBE) -> CubeStats:
-        """Counts by state, versions, tags, embeddings and index figures of a cube."""
-        self.core.recalls.flush()
-        cube_row = self.core.cube(cube)
-        with self.db.read() as session:
-            counts = store.cube_counts(session, cube_row.pk, self.embedder.fingerprint)
-        entries, index_revision = self.indexes.figures(cube_row)
-        return CubeStats(
-            cube=cube,
-            items=sum(counts.by_state.values()),
-            by_state=counts.by_state,
-            versions=counts.versions,
-            tags=counts.tags,
-            embedded=counts.embedded,
-            index_entries=entries,
-            index_revision=index_revision,
-            revision=cube_row.revision,
-            oldest=as_utc(counts.oldest),
-            newest=as_utc(counts.newest),
-        )
+        return self.reader.iterate(cube, filter, batch)
 
     # -- lifecycle ------------------------------------------------------------
 
     def retention(self, item_id: str, at: datetime | None = None) -> float:
         """The item's retention R at ``at`` (default now) under ``config.retention``."""
-        when = ingest.parse_time(at, "at") or self.clock.now()
+        when = parse_time(at, "at") or self.clock.now()
         return self.config.retention.retention(self.get(item_id), when)
 
     def decay(
@@ -402,25 +371,25 @@ class Memos(ModelTiers):
         Returns the moves (planned ones on a dry run).
         """
         self.core.recalls.flush()
-        at = ingest.parse_time(now, "now") or self.clock.now()
+        at = parse_time(now, "now") or self.clock.now()
         cube_pk = self.core.cube(cube).pk if cube is not None else None
         changes = plan_decay(self.db, self.config.retention, at, cube_pk)
         if not dry_run and changes:
             apply_decay(self.db, changes, at, "decay")
         return changes
 
-    # -- maintenance ----------------------------------------------------------
+    # -- maintenance, export and import -------------------------------------------
 
     def rebuild_index(self, cube: str = DEFAULT_CUBE, progress: Progress | None = None) -> int:
         """Rebuild a cube's dense index from the database; returns its size."""
-        cube_row = self.core.cube(cube)
-        index = self.indexes.rebuild(cube_row, progress)
+        cube_ref = self.core.cube(cube)
+        index = self.indexes.rebuild(cube_ref, progress)
         self.db.write(
             lambda s: store.log_event(
                 s,
                 self.clock.now(),
                 "index.rebuild",
-                cube_pk=cube_row.pk,
+                cube_pk=cube_ref.pk,
                 details={"entries": len(index)},
             )
         )
@@ -432,14 +401,122 @@ class Memos(ModelTiers):
         A path is written atomically (a failed export leaves no partial file);
         a path inside the home or naming a database file raises ``PathError``.
         """
-        from memos.store.transfer import export_items
+        from memos.plaintext.transfer import export_items
 
         return export_items(self.db, out, cube, self.config.home)
 
     def import_jsonl(
         self, source: str | Path | IO[str], *, cube: str | None = None
     ) -> ImportReport:
-        """Read an export back (ids, versions and figures kept); existing ids are skipped."""
-        from memos.store.transfer import import_items
+        """Read an export back (ids, versions and figures kept); ids already in
+        this tenant's cubes are skipped (see :mod:`memos.store.transfer`)."""
+        from memos.plaintext.transfer import import_items
 
         return import_items(self.writer, source, cube)
+
+    # -- the model tiers ----------------------------------------------------------------
+
+    def chat(
+        self,
+        message: str,
+        *,
+        cube: str = DEFAULT_CUBE,
+        history: Sequence[Mapping[str, str]] = (),
+        max_new_tokens: int = 64,
+        use_snapshot: bool = True,
+    ) -> Reply:
+        """Answer with the cube's memories: its attached adapters, its newest valid KV
+        snapshot (no prefill of the memories), else its best memories as text."""
+        return self.tiers.chat(message, cube, history, max_new_tokens, use_snapshot)
+
+    def build_snapshot(
+        self,
+        cube: str = DEFAULT_CUBE,
+        *,
+        query: str | None = None,
+        items: Sequence[MemoryRecord] | None = None,
+        max_tokens: int = 1024,
+        dtype: str = DEFAULT_SNAPSHOT_DTYPE,
+    ) -> SnapshotInfo:
+        """Snapshot the KV cache of a block of memories (the given items, the best
+        for ``query``, or the newest), within ``max_tokens``.
+
+        The same item given twice is snapshotted once.
+        """
+        return self.tiers.build_snapshot(cube, query, items, max_tokens, dtype)
+
+    def consolidate(
+        self,
+        cube: str = DEFAULT_CUBE,
+        *,
+        items: Sequence[MemoryRecord] | None = None,
+        filter: FilterArg = None,
+        progress: Progress | None = None,
+        **options: Unpack[TrainOptions],
+    ) -> AdapterInfo:
+        """Train a side-GLU adapter on memories (given, or the cube's matching ``filter``).
+
+        ``options`` are :class:`memos.fields.TrainOptions` (``rank``, ``layers``,
+        ``steps``, ``lr``, ``locality_weight``, ...). The adapter starts
+        detached: :meth:`attach_adapter` puts it on the model.
+        """
+        return self.tiers.consolidate(cube, items, filter, progress, options)
+
+    def snapshots(self, cube: str | None = None) -> builtins.list[SnapshotInfo]:
+        """KV snapshots of a cube (all cubes when ``None``), newest first."""
+        return self.activation.snapshots(cube)
+
+    def remove_snapshot(self, snapshot_id: str) -> None:
+        """Delete a snapshot's file and registration."""
+        self.activation.remove(snapshot_id)
+
+    def adapters(self, cube: str | None = None) -> builtins.list[AdapterInfo]:
+        """Adapters of a cube (all cubes when ``None``), newest first."""
+        return self.parametric.adapters(cube)
+
+    def attach_adapter(self, adapter_id: str) -> AdapterInfo:
+        """Attach an adapter to the model (recorded: every process attaches it)."""
+        return self.parametric.attach(adapter_id)
+
+    def detach_adapter(self, adapter_id: str) -> AdapterInfo:
+        """Take an adapter off the model (offload); its file stays."""
+        return self.parametric.detach(adapter_id)
+
+    def remove_adapter(self, adapter_id: str) -> None:
+        """Delete an adapter's file and registration (detaching it first)."""
+        self.parametric.remove(adapter_id)
+
+    # -- jobs and the scheduler ------------------------------------------------------
+
+    def jobs(
+        self, statuses: Sequence[str] | None = None, limit: int = 200
+    ) -> builtins.list[JobInfo]:
+        """Recent jobs (scheduler steps, snapshot builds, trainings), newest run first."""
+        return self.scheduler.jobs(tuple(statuses) if statuses is not None else None, limit)
+
+    def job(self, job_id: str) -> JobInfo:
+        """One job, with its status and result."""
+        check_id(job_id, "job", UnknownJobError)
+        found = scheduler_jobs.rows(self.db, None, 1, job_id=job_id)
+        if not found:
+            raise UnknownJobError(f"no job with id {job_id!r}")
+        return found[0][1]
+
+    def start_scheduler(
+        self, every_minutes: float | None = None, *, cube: str | None = None
+    ) -> BackgroundScheduler:
+        """Run the tier scheduler in a background thread every ``every_minutes``
+        (default ``config.scheduler.interval_minutes``); :meth:`close` stops it."""
+        with self._lock:
+            if self._background is not None and self._background.running:
+                raise InvalidInputError("the background scheduler is already running")
+            minutes = every_minutes or self.config.scheduler.interval_minutes
+            from memos.scheduler.background import BackgroundScheduler
+
+            self._background = BackgroundScheduler(self.scheduler, minutes * 60, cube).start()
+            return self._background
+
+    def stop_scheduler(self) -> None:
+        """Stop the background scheduler, if running (a run in progress finishes)."""
+        if self._background is not None:
+            self._background.stop()

@@ -20,12 +20,12 @@ from memos import store
 from memos.clock import Clock, SystemClock
 from memos.config import MemosConfig
 from memos.lifecycle.recall import RecallLog
-from memos.plaintext import ingest
 from memos.plaintext.embedder import Embedder, make_embedder
 from memos.plaintext.indexes import IndexManager
 from memos.store import schema
+from memos.store.cubes import CubeRef
 from memos.store.db import Database
-from memos.store.models import Cube
+from memos.validation import check_cube_name
 
 if TYPE_CHECKING:
     from memos.lm import LanguageModel
@@ -88,11 +88,11 @@ class Core:
         """Whether the language model is in memory (nothing loads it)."""
         return self._lm is not None
 
-    def cube(self, name: str) -> Cube:
-        """The cube row named ``name``; ``UnknownCubeError`` lists the known ones."""
-        ingest.check_cube_name(name)
+    def cube(self, name: str) -> CubeRef:
+        """The cube stored as ``name``; ``UnknownCubeError`` lists the known ones."""
+        check_cube_name(name)
         with self.db.read() as session:
-            return store.cube_by_name(session, name)
+            return store.cube_ref(session, name)
 
     def close(self) -> None:
         """Write pending recalls, save changed indexes and release the database."""

@@ -28,7 +28,7 @@ class TextTooLongError(InvalidTextError):
 
 
 class MetadataTooLargeError(InvalidInputError):
-    """Metadata exceeds ``memos.plaintext.ingest.METADATA_MAX_BYTES`` as JSON (64 KiB)."""
+    """Metadata exceeds ``memos.validation.METADATA_MAX_BYTES`` as JSON (64 KiB)."""
 
 
 class InvalidFilterError(InvalidInputError):

@@ -1,70 +1,44 @@
-"""The model tiers and the scheduler as the façade offers them.
+"""The model tiers as one part: chat with memory, KV snapshots, adapters.
 
-:class:`ModelTiers` is the part of :class:`memos.client.Memos` that reaches the
-language model: chat with memory, KV snapshots, consolidation into adapters and
-the background scheduler. The façade chooses which memories each tier gets
-(search, listing or the caller's items); the tiers themselves take only the
-core. Nothing here loads torch until a tier is first used.
+:class:`ModelTiers` is composed into the façade (:class:`memos.client.Memos`)
+beside the plaintext reader and writer. It chooses which memories each tier
+gets (the caller's items, the best for a query through the reader, or the
+newest) and hands them to the tiers, which take only the core. Nothing here
+loads torch until a tier is first used. Cube names are the stored ones.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from memos.activation.snapshot import DEFAULT_DTYPE
 from memos.errors import InvalidInputError
+from memos.filters import FilterArg, SearchFilter
 from memos.parametric.config import TrainConfig
-from memos.plaintext.filters import SearchFilter
-from memos.records import ContextBlock, MemoryRecord, SearchHit
+from memos.records import AdapterInfo, MemoryRecord, Reply, SnapshotInfo
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from memos.activation.tier import ActivationTier, SnapshotInfo
-    from memos.chat import Reply
+    from memos.activation.tier import ActivationTier
     from memos.core import Core
+    from memos.fields import Progress, TrainOptions
     from memos.lm import LanguageModel
-    from memos.parametric.tier import AdapterInfo, ParametricTier
-    from memos.plaintext.indexes import Progress
-    from memos.scheduler.background import BackgroundScheduler
-    from memos.scheduler.runner import Scheduler
+    from memos.parametric.tier import ParametricTier
+    from memos.plaintext.reader import Reader
 
-DEFAULT_CUBE = "default"
+#: Most memories a snapshot is chosen from when none are given.
+SNAPSHOT_CANDIDATES = 500
 
 
 class ModelTiers:
-    """Chat, snapshots, consolidation and the background scheduler of a façade.
+    """Chat, snapshots and adapters of one store (torch loads on first use)."""
 
-    The host class provides ``core``, ``scheduler``, ``search``, ``list``,
-    ``iterate`` and ``context``.
-    """
-
-    core: Core
-    scheduler: Scheduler
-
-    if TYPE_CHECKING:
-
-        def search(self, query: str, *, cube: str = ..., k: int = ...) -> list[SearchHit]: ...
-        def list(self, *, cube: str = ..., limit: int = ...) -> list[MemoryRecord]: ...
-        def iterate(
-            self, *, cube: str = ..., filter: SearchFilter | Mapping[str, Any] | None = ...
-        ) -> Iterator[MemoryRecord]: ...
-        def context(
-            self,
-            query: str,
-            *,
-            cube: str = ...,
-            filter: SearchFilter | Mapping[str, Any] | None = ...,
-        ) -> ContextBlock: ...
-
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, reader: Reader) -> None:
         self.core = core
+        self.reader = reader
         self._activation: ActivationTier | None = None
         self._parametric: ParametricTier | None = None
-        self._background: BackgroundScheduler | None = None
-        self._tiers_lock = threading.Lock()
+        self._lock = threading.Lock()
 
     @property
     def lm(self) -> LanguageModel:
@@ -73,8 +47,8 @@ class ModelTiers:
 
     @property
     def activation(self) -> ActivationTier:
-        """The activation tier (KV snapshots); torch loads on first use."""
-        with self._tiers_lock:
+        """The activation tier (KV snapshots)."""
+        with self._lock:
             if self._activation is None:
                 from memos.activation.tier import ActivationTier
 
@@ -83,35 +57,33 @@ class ModelTiers:
 
     @property
     def parametric(self) -> ParametricTier:
-        """The parametric tier (side-GLU adapters); torch loads on first use."""
-        with self._tiers_lock:
+        """The parametric tier (side-GLU adapters)."""
+        with self._lock:
             if self._parametric is None:
                 from memos.parametric.tier import ParametricTier
 
                 self._parametric = ParametricTier(self.core)
             return self._parametric
 
-    # -- generation and snapshots ------------------------------------------------
-
     def chat(
         self,
         message: str,
-        *,
-        cube: str = DEFAULT_CUBE,
-        history: Sequence[dict[str, str]] = (),
-        max_new_tokens: int = 64,
-        use_snapshot: bool = True,
+        cube: str,
+        history: Sequence[Mapping[str, str]],
+        max_new_tokens: int,
+        use_snapshot: bool,
     ) -> Reply:
         """Answer with the cube's memories: from its newest valid KV snapshot when
         there is one (no prefill of the memories), else from plaintext context."""
         from memos.chat import chat
 
+        self.core.cube(cube)  # an unknown cube is an error before the model loads
         return chat(
             self.lm,
             self.activation,
             self.parametric,
-            lambda text, held: self.context(
-                text, cube=cube, filter=SearchFilter(exclude_ids=tuple(held))
+            lambda text, held: self.reader.context(
+                text, 512, cube, 20, SearchFilter(exclude_ids=tuple(held))
             ),
             message,
             cube=cube,
@@ -120,66 +92,55 @@ class ModelTiers:
             use_snapshot=use_snapshot,
         )
 
-    def build_snapshot(
-        self,
-        cube: str = DEFAULT_CUBE,
-        *,
-        query: str | None = None,
-        items: Sequence[MemoryRecord] | None = None,
-        max_tokens: int = 1024,
-        dtype: str = DEFAULT_DTYPE,
-    ) -> SnapshotInfo:
-        """Snapshot the KV cache of a block of memories (the given items, the best
-        for ``query``, or the newest), within ``max_tokens``.
-
-        The same item given twice is snapshotted once.
-        """
+    def snapshot_items(
+        self, cube: str, query: str | None, items: Sequence[MemoryRecord] | None
+    ) -> list[MemoryRecord]:
+        """What a snapshot of ``cube`` holds: the given items, the best for
+        ``query``, or the newest; ``InvalidInputError`` when there are none."""
         if items is not None:
             chosen = list(items)
         elif query:
-            chosen = [hit.item for hit in self.search(query, cube=cube, k=100)]
+            chosen = [hit.item for hit in self.reader.search(query, cube, 100, None, "hybrid")]
         else:
-            chosen = self.list(cube=cube, limit=500)
+            chosen = self.reader.list(cube, None, SNAPSHOT_CANDIDATES, 0)
         if not chosen:
             raise InvalidInputError(f"cube {cube!r} has no memories to snapshot")
+        return chosen
+
+    def build_snapshot(
+        self,
+        cube: str,
+        query: str | None,
+        items: Sequence[MemoryRecord] | None,
+        max_tokens: int,
+        dtype: str,
+    ) -> SnapshotInfo:
+        """Snapshot the KV cache of a block of memories (see :meth:`snapshot_items`).
+
+        The same item given twice is snapshotted once.
+        """
+        chosen = self.snapshot_items(cube, query, items)
         return self.activation.build(cube, chosen, max_tokens=max_tokens, dtype=dtype)
+
+    def training_items(
+        self, cube: str, items: Sequence[MemoryRecord] | None, filter: FilterArg
+    ) -> list[MemoryRecord]:
+        """What an adapter of ``cube`` learns: the given items, or the cube's items
+        matching ``filter``; ``InvalidInputError`` when there are none."""
+        chosen = list(items) if items is not None else list(self.reader.iterate(cube, filter, 500))
+        if not chosen:
+            raise InvalidInputError(f"cube {cube!r} has no memories to consolidate")
+        return chosen
 
     def consolidate(
         self,
-        cube: str = DEFAULT_CUBE,
-        *,
-        items: Sequence[MemoryRecord] | None = None,
-        filter: SearchFilter | Mapping[str, Any] | None = None,
-        progress: Progress | None = None,
-        **train_options: Any,
+        cube: str,
+        items: Sequence[MemoryRecord] | None,
+        filter: FilterArg,
+        progress: Progress | None,
+        options: TrainOptions,
     ) -> AdapterInfo:
-        """Train a side-GLU adapter on memories (given, or the cube's matching ``filter``).
-
-        ``train_options`` are :class:`memos.parametric.config.TrainConfig` fields
-        (``rank``, ``layers``, ``steps``, ``lr``, ``locality_weight``, ...).
-        Attach the result with ``mem.parametric.attach(info.id)``.
-        """
-        config = TrainConfig(**train_options)
-        chosen = list(items) if items is not None else list(self.iterate(cube=cube, filter=filter))
-        if not chosen:
-            raise InvalidInputError(f"cube {cube!r} has no memories to consolidate")
+        """Train a side-GLU adapter on memories (see :meth:`training_items`)."""
+        config = TrainConfig.from_options(options)
+        chosen = self.training_items(cube, items, filter)
         return self.parametric.consolidate(cube, chosen, config=config, progress=progress)
-
-    def start_scheduler(
-        self, every_minutes: float | None = None, *, cube: str | None = None
-    ) -> BackgroundScheduler:
-        """Run the tier scheduler in a background thread every ``every_minutes``
-        (default ``config.scheduler.interval_minutes``); :meth:`close` stops it."""
-        with self._tiers_lock:
-            if self._background is not None and self._background.running:
-                raise InvalidInputError("the background scheduler is already running")
-            minutes = every_minutes or self.core.config.scheduler.interval_minutes
-            from memos.scheduler.background import BackgroundScheduler
-
-            self._background = BackgroundScheduler(self.scheduler, minutes * 60, cube).start()
-            return self._background
-
-    def stop_scheduler(self) -> None:
-        """Stop the background scheduler, if running (a run in progress finishes)."""
-        if self._background is not None:
-            self._background.stop()

@@ -76,6 +76,27 @@ def distinct(records: Iterable[MemoryRecord]) -> list[MemoryRecord]:
     return list({record.id: record for record in records}.values())
 
 
+@dataclass
+class NewItem:
+    """A validated item about to be stored (text already normalized)."""
+
+    text: str
+    content_hash: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    user_id: str | None = None
+    agent_id: str | None = None
+    source_kind: str = "text"
+    session_id: str | None = None
+    speaker: str | None = None
+    role: str | None = None
+    event_time: datetime | None = None
+    pinned: bool = False
+    trust: float = 1.0
+    importance: float = 0.0
+    id: str | None = None
+
+
 @dataclass(frozen=True)
 class MemoryVersion:
     """One kept version of an item's content."""
@@ -172,6 +193,121 @@ class ImportReport:
     skipped: int
     versions: int
     cubes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """One item's move to a lower state."""
+
+    item_id: str
+    cube: str
+    old: str
+    new: str
+    retention: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job as reported to callers."""
+
+    id: str
+    run_id: str
+    seq: int
+    cube: str | None
+    kind: str
+    rule: str
+    status: str
+    attempts: int
+    result: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        return data
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A registered snapshot as the SDK and CLI report it."""
+
+    id: str
+    cube: str
+    path: str  # under this home; "" when the recorded file lies outside it
+    tokens: int
+    items: int
+    byte_size: int
+    dtype: str
+    stale: bool
+    stale_reason: str | None
+    model_fingerprint: str
+    created_at: datetime
+    last_used_at: str | None
+    scheduled: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """A registered adapter as the SDK and CLI report it.
+
+    ``question_recall`` is the share of held-out questions about its sources it
+    answered after training (``None``: none could be asked). When it reaches
+    ``config.scheduler.hold_min_recall``, ``held_items`` lists the sources it
+    answered every question about: chats with the adapter attached leave them
+    out of the prompt. Below the threshold, every source stays in the prompt.
+    ``gate_thresholds`` are its memories' gate thresholds, by layer in the order
+    of ``layers`` (empty: ungated, see :mod:`memos.parametric.gate`).
+    """
+
+    id: str
+    cube: str
+    path: str  # under this home; "" when the recorded file lies outside it
+    layers: list[int]
+    rank: int
+    items: int
+    byte_size: int
+    attached: bool
+    stale: bool
+    stale_reason: str | None
+    model_fingerprint: str
+    created_at: datetime
+    training: dict[str, Any]
+    question_recall: float | None = None
+    held_items: list[str] = field(default_factory=list)
+    gate_thresholds: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the model said, and how the memory reached it."""
+
+    text: str
+    snapshot_id: str | None
+    prompt_tokens: int
+    cached_tokens: int
+    new_tokens: int
+    ttft_s: float
+    total_s: float
+    context_items: list[str] = field(default_factory=list)  # ids read as plaintext
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _jsonable(value: Any) -> Any:

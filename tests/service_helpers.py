@@ -11,7 +11,7 @@ from helpers import open_memos
 from pg import free_port
 
 from memos.client import Memos
-from memos.lifecycle.decay import StateChange
+from memos.records import StateChange
 from memos.scheduler import jobs
 from memos.scheduler.steps import DecayStep
 from memos.service import keys

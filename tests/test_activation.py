@@ -13,12 +13,11 @@ from sqlalchemy import select, update
 
 from memos import attention
 from memos.activation.snapshot import restore
-from memos.activation.tier import prefix_messages, prefix_text
-from memos.chat import greedy
 from memos.client import Memos
 from memos.clock import ManualClock
 from memos.config import MemosConfig
-from memos.lm import LanguageModel, load_lm
+from memos.lm import LanguageModel, greedy, load_lm
+from memos.memory_block import prefix_messages, prefix_text
 from memos.store.models import Artifact
 
 pytestmark = pytest.mark.real_model
@@ -241,7 +240,7 @@ def test_kv_cli(tmp_path: Path, lm: LanguageModel, monkeypatch: pytest.MonkeyPat
 
 
 def test_batched_greedy_decoding_equals_one_prompt_at_a_time(lm: LanguageModel) -> None:
-    from memos.chat import greedy_batch
+    from memos.lm import greedy_batch
 
     questions = ["What is the capital of Italy?", "Name a colour.", "How many legs has a spider?"]
     prompts = [lm.encode(lm.chat_text([{"role": "user", "content": q}], True)) for q in questions]

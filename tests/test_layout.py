@@ -28,19 +28,114 @@ def _modules() -> dict[str, Path]:
     return found
 
 
+class _RunTimeImports(ast.NodeVisitor):
+    """Every import a module can run: at module level and inside functions, but not
+    under ``if TYPE_CHECKING`` (those never run)."""
+
+    def __init__(self) -> None:
+        self.found: set[str] = set()
+
+    def visit_If(self, node: ast.If) -> None:
+        if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for child in node.orelse:
+                self.visit(child)
+            return
+        self.generic_visit(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.module and node.level == 0:
+            self.found.add(node.module)
+            self.found.update(f"{node.module}.{a.name}" for a in node.names)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self.found.update(a.name for a in node.names)
+
+
 def _imports(path: Path, *, runtime_only: bool) -> set[str]:
-    """Modules of memos that ``path`` imports (module level only when ``runtime_only``:
-    imports under ``if TYPE_CHECKING`` and inside functions run late or never)."""
+    """Modules of memos that ``path`` imports: those it can run (module level and
+    function-local) when ``runtime_only``, else every import, type-only ones too."""
     tree = ast.parse(path.read_text())
-    nodes = tree.body if runtime_only else list(ast.walk(tree))
-    out: set[str] = set()
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("memos"):
-            out.add(node.module)
-            out.update(f"{node.module}.{a.name}" for a in node.names)
+    if runtime_only:
+        visitor = _RunTimeImports()
+        visitor.visit(tree)
+        names = visitor.found
+    else:
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+    return {name for name in names if name == "memos" or name.startswith("memos.")}
+
+
+def _all_imports(path: Path) -> set[str]:
+    """Every top-level package ``path`` imports, anywhere in it (type-only too)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
         elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names if a.name.startswith("memos"))
-    return out
+            names.update(a.name for a in node.names)
+    return names
+
+
+# The layers, lowest first: a module imports (at run time) only modules of its own
+# layer or below. Ground holds the rules and records every layer shares; the
+# store is the system of record; the parts are the tiers and their machinery;
+# the core and the model tiers compose parts; the façade composes those; the
+# doors (service, CLI, integrations, programs) sit on top.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    (
+        "memos.api",
+        "memos.clock",
+        "memos.config",
+        "memos.errors",
+        "memos.fields",
+        "memos.filters",
+        "memos.memory_block",
+        "memos.records",
+        "memos.retention",
+        "memos.validation",
+    ),
+    ("memos.store",),
+    (
+        "memos.activation",
+        "memos.attention",
+        "memos.chat",
+        "memos.data",
+        "memos.kernels",
+        "memos.lifecycle",
+        "memos.lm",
+        "memos.parametric",
+        "memos.plaintext",
+        "memos.scheduler",
+    ),
+    ("memos.core", "memos.model_tiers"),
+    ("memos.client",),
+    ("memos.cli", "memos.demo", "memos.eval", "memos.integrations", "memos.service", "memos"),
+)
+
+
+# The one deliberate reference up: ``Memos.connect`` returns the remote twin
+# (imported when called, so the embedded SDK never loads the service).
+UPWARD = {("memos.client", "memos.service.remote")}
+
+
+def _layer(module: str) -> int:
+    for level, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if prefix != "memos" and (module == prefix or module.startswith(prefix + ".")):
+                return level
+    return len(LAYERS) - 1  # the package itself
+
+
+def _module_of(name: str, modules: dict[str, Path]) -> str | None:
+    """The module an imported name lies in (``memos.store.item_by_id`` -> ``memos.store``)."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
 
 
 def _heavy_after(code: str, home: Path) -> list[str]:
@@ -82,7 +177,19 @@ def test_cli_help_and_read_only_commands_load_no_heavy_backend(tmp_path: Path) -
     assert _heavy_after(run, tmp_path) == []
 
 
+def test_cli_help_loads_no_database_or_model_library(tmp_path: Path) -> None:
+    """``memos --help`` stays fast (benchmarks/cli_startup.py times it): it loads no
+    SQLAlchemy, torch, FAISS or transformers."""
+    run = (
+        "from typer.testing import CliRunner\nfrom memos.cli.main import app\n"
+        "result = CliRunner().invoke(app, ['--help'])\nassert result.exit_code == 0\n"
+        "import sys\nassert 'sqlalchemy' not in sys.modules, 'sqlalchemy'"
+    )
+    assert _heavy_after(run, tmp_path) == []
+
+
 def test_no_import_cycle_among_the_library_modules() -> None:
+    """Function-local imports count: a circle hidden inside a function is still one."""
     modules = _modules()
     graph = {
         name: {m for m in _imports(path, runtime_only=True) if m in modules and m != name}
@@ -139,4 +246,32 @@ def test_no_private_name_is_used_across_modules() -> None:
                 and (node.value.id in aliases or node.value.id in ("mem", "memos"))
             ):
                 offenders.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert offenders == []
+
+
+def test_layers_point_down() -> None:
+    modules = _modules()
+    offenders = []
+    for name, path in modules.items():
+        for imported in _imports(path, runtime_only=True):
+            target = _module_of(imported, modules)
+            if target is None or target == "memos" or target == name:
+                continue
+            if _layer(target) > _layer(name) and (name, target) not in UPWARD:
+                offenders.append(f"{name} (layer {_layer(name)}) imports {target}")
+    assert sorted(set(offenders)) == []
+
+
+def test_sql_lives_only_in_the_store() -> None:
+    """SQLAlchemy and the ORM models are imported only under ``memos.store`` (and by
+    the migrations): every other part asks the store."""
+    offenders = []
+    for name, path in _modules().items():
+        if name.startswith("memos.store"):
+            continue
+        for imported in _all_imports(path):
+            if imported.split(".")[0] == "sqlalchemy" or imported.startswith("memos.store.models"):
+                offenders.append(f"{name}: {imported}")
+    for path in CLI.rglob("*.py"):
+        offenders += [f"cli/{path.name}: {i}" for i in _all_imports(path) if "sqlalchemy" in i]
     assert offenders == []

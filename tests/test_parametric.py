@@ -13,18 +13,17 @@ import torch
 from helpers import HashingEmbedder, assert_close
 
 from memos import InvalidInputError
-from memos.chat import greedy
 from memos.client import Memos
 from memos.clock import ManualClock
 from memos.config import MemosConfig
-from memos.lm import LanguageModel
+from memos.lm import LanguageModel, greedy
 from memos.parametric import questions
 from memos.parametric import side_memory as sm
 from memos.parametric.check import answers
 from memos.parametric.examples import epoch_batches
 from memos.parametric.locality import general_text
-from memos.parametric.tier import AdapterInfo
 from memos.parametric.training import TrainConfig, encode_examples, fit, training_pairs
+from memos.records import AdapterInfo
 
 pytestmark = pytest.mark.real_model
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from memos.errors import ConfigError, InvalidInputError
-from memos.lifecycle.retention import RetentionPolicy, curve_value
+from memos.retention import RetentionPolicy, curve_value
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 

@@ -17,10 +17,9 @@ from sqlalchemy import select
 
 from memos import Memos
 from memos.clock import ManualClock
-from memos.config import MemosConfig
+from memos.config import MemosConfig, SchedulerPolicy
 from memos.errors import SchedulerBusyError
 from memos.lm import LanguageModel
-from memos.scheduler.policy import SchedulerPolicy
 from memos.store.models import Event, Job
 
 DAY = timedelta(days=1)

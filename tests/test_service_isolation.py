@@ -24,6 +24,7 @@ from memos.service.app import create_app
 # (method, path template) -> (scope needed, request kwargs). Ids and cube names
 # are filled from alice's objects.
 CASES: dict[tuple[str, str], tuple[str | None, dict[str, Any]]] = {
+    ("GET", "/v1/limits"): ("read", {}),
     ("GET", "/v1/cubes"): ("read", {}),
     ("POST", "/v1/cubes"): ("write", {"json": {"name": "notes"}}),
     ("GET", "/v1/cubes/{cube}/stats"): ("read", {}),
@@ -35,6 +36,7 @@ CASES: dict[tuple[str, str], tuple[str | None, dict[str, Any]]] = {
     ),
     ("POST", "/v1/cubes/{cube}/documents"): ("write", {"json": {"text": "a document by bob"}}),
     ("GET", "/v1/cubes/{cube}/items"): ("read", {}),
+    ("POST", "/v1/cubes/{cube}/items/query"): ("read", {"json": {"limit": 5}}),
     ("POST", "/v1/cubes/{cube}/search"): ("read", {"json": {"query": "spare key flowerpot"}}),
     ("POST", "/v1/cubes/{cube}/context"): ("read", {"json": {"query": "where is the key"}}),
     ("POST", "/v1/cubes/{cube}/decay"): ("write", {"json": {"dry_run": True}}),
@@ -149,7 +151,11 @@ def test_another_tenant_gets_404_and_never_alices_memories(
     assert client.get(f"/v1/jobs/{t.job_id}", headers=bearer(t.alice)).status_code == 200
     assert client.get("/v1/cubes", headers=bearer(t.alice)).json() == {"cubes": ["notes"]}
     bob_items = client.get("/v1/cubes/notes/items", headers=bearer(t.bob)).json()
-    assert SECRET not in json.dumps(bob_items) and bob_items  # bob's own "notes" cube
+    # bob's own "notes" cube; importing the export file he was handed stores its
+    # text under fresh ids (the import never says whether alice holds those ids)
+    assert bob_items and all(item["id"] != t.item_id for item in bob_items)
+    imported = [item for item in bob_items if item["text"] == SECRET]
+    assert [item["source_kind"] for item in imported] == ["text"]
 
 
 def test_alice_reaches_her_own_objects(world: tuple[Tenants, TestClient]) -> None:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from memos.lifecycle.decay import StateChange
 from memos.parametric.config import TrainConfig
+from memos.records import StateChange
 from memos.scheduler.steps import (
     STEP_TYPES,
     BuildSnapshot,

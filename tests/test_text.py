@@ -6,7 +6,8 @@ import pytest
 
 from memos import InvalidInputError
 from memos.client import Memos
-from memos.plaintext.text import chunk_text, content_hash, normalize_text
+from memos.plaintext.text import chunk_text
+from memos.validation import content_hash, normalize_text
 
 
 def test_normalization_and_hash() -> None:

@@ -133,7 +133,7 @@ def test_a_failed_export_leaves_the_old_file(
         yield '{"partial": true}'
         raise OSError("disk full")
 
-    monkeypatch.setattr(transfer, "_cube_lines", broken)
+    monkeypatch.setattr(transfer, "cube_lines", broken)
     with pytest.raises(OSError, match="disk full"):
         mem.export_jsonl(out)
     assert out.read_bytes() == good

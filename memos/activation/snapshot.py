@@ -21,14 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memos.errors import SnapshotError
+from memos.errors import InvalidInputError, SnapshotError
+from memos.fields import SNAPSHOT_DTYPES
 from memos.store.files import atomic_path, digest_matches, file_digest
 
-DTYPES = ("float32", "float16", "bfloat16")
-# bfloat16 halves the bytes and is attended in bfloat16 (AMX on recent x86 CPUs):
-# time to first token at 2,028 cached tokens 89 ms against 102 ms in float32
-# (2 CPU cores, benchmarks/activation.py); float32 stays exact (logits within 5e-5).
-DEFAULT_DTYPE = "bfloat16"
 # Files whose bytes matched their SHA-256, by (path, inode, size, mtime_ns).
 _VERIFIED: dict[tuple[str, int, int, int], str] = {}
 _VERIFIED_LOCK = threading.Lock()
@@ -56,8 +52,8 @@ def prefill(lm: Any, token_ids: list[int], dtype: str = "float32") -> Snapshot:
     """Run one prefill of ``token_ids`` and capture the KV cache (optionally down-cast)."""
     import torch
 
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype={dtype!r}; allowed: {', '.join(DTYPES)}")
+    if dtype not in SNAPSHOT_DTYPES:
+        raise InvalidInputError(f"dtype={dtype!r}; allowed: {', '.join(SNAPSHOT_DTYPES)}")
     ids = torch.tensor([token_ids], device=lm.device)  # [1, T]
     with torch.inference_mode():
         _, cache = lm.forward(ids)

@@ -15,62 +15,24 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import select
 
 from memos import store
 from memos.activation import snapshot as kv_snapshot
 from memos.activation.snapshot import Snapshot
 from memos.errors import InvalidInputError, NotFoundError, SnapshotError, UnknownSnapshotError
-from memos.records import MemoryRecord, State, distinct
+from memos.fields import DEFAULT_SNAPSHOT_DTYPE
+from memos.memory_block import block_text, prefix_text
+from memos.records import MemoryRecord, SnapshotInfo, distinct
 from memos.store import artifacts
-from memos.store.models import Artifact, ArtifactSource, Item
+from memos.store.artifacts import ArtifactRecord
 
 if TYPE_CHECKING:
     from memos.core import Core
     from memos.lm import LanguageModel
 
 KIND = "kv"
-BLOCK_HEADER = "You are a helpful assistant. What you remember about the user and the world:"
-
-
-def block_text(texts: Sequence[str]) -> str:
-    """The memory block a snapshot holds: a header line, then one ``- text`` line each."""
-    return "\n".join([BLOCK_HEADER, *(f"- {text}" for text in texts)])
-
-
-def prefix_messages(block: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": block}]
-
-
-@dataclass(frozen=True)
-class SnapshotInfo:
-    """A registered snapshot as the SDK and CLI report it."""
-
-    id: str
-    cube: str
-    path: str  # under this home; "" when the recorded file lies outside it
-    tokens: int
-    items: int
-    byte_size: int
-    dtype: str
-    stale: bool
-    stale_reason: str | None
-    model_fingerprint: str
-    created_at: datetime
-    last_used_at: str | None
-    scheduled: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        return data
 
 
 class ActivationTier:
@@ -89,7 +51,7 @@ class ActivationTier:
         items: Sequence[MemoryRecord],
         *,
         max_tokens: int = 1024,
-        dtype: str = kv_snapshot.DEFAULT_DTYPE,
+        dtype: str = DEFAULT_SNAPSHOT_DTYPE,
         artifact_id: str | None = None,
         reason: str | None = None,
         meta: dict[str, Any] | None = None,
@@ -164,7 +126,7 @@ class ActivationTier:
         """Snapshots of a cube (all cubes when ``None``), newest first."""
         cube_pk = self.core.cube(cube).pk if cube is not None else None
         home = self.core.config.home
-        return [_info(a, name, home) for a, name in artifacts.rows(self.core.db, KIND, cube_pk)]
+        return [_info(a, home) for a in artifacts.rows(self.core.db, KIND, cube_pk)]
 
     def info(self, artifact_id: str) -> SnapshotInfo:
         for snapshot in self.snapshots():
@@ -237,27 +199,14 @@ class ActivationTier:
         return None
 
     def _sources_current(self, artifact_id: str) -> bool:
-        with self.core.db.read() as session:
-            rows = session.execute(
-                select(ArtifactSource.content_hash, Item.content_hash, Item.state)
-                .join(Artifact, Artifact.pk == ArtifactSource.artifact_pk)
-                .outerjoin(Item, Item.id == ArtifactSource.item_id)
-                .where(Artifact.id == artifact_id)
-            ).all()
-        return all(built == now and state != State.DELETED for built, now, state in rows)
+        return artifacts.sources_current(self.core.db, artifact_id)
 
     def _mark_stale(self, artifact_id: str, why: str) -> None:
-        def work(session: Any) -> None:
-            artifact = session.scalar(select(Artifact).where(Artifact.id == artifact_id))
-            artifact.stale, artifact.stale_reason = True, why
-
-        self.core.db.write(work)
+        artifacts.mark_stale(self.core.db, artifact_id, why)
 
     def block_of(self, artifact_id: str) -> str:
         """The memory block a snapshot caches."""
-        with self.core.db.read() as session:
-            meta = session.scalar(select(Artifact.meta).where(Artifact.id == artifact_id))
-        return str((meta or {})["block"])
+        return str(artifacts.meta_of(self.core.db, artifact_id)["block"])
 
     def _digest(self, artifact_id: str) -> str:
         return artifacts.digest_of(self.core.db, artifact_id)
@@ -269,17 +218,12 @@ class ActivationTier:
         )
 
 
-def prefix_text(lm: LanguageModel, block: str) -> str:
-    """The templated system turn holding ``block``: the part a snapshot caches."""
-    return lm.chat_text(prefix_messages(block), add_generation_prompt=False)
-
-
-def _info(artifact: Artifact, cube_name: str, home: Path) -> SnapshotInfo:
-    meta = artifact.meta or {}
+def _info(artifact: ArtifactRecord, home: Path) -> SnapshotInfo:
+    meta = artifact.meta
     path = artifacts.locate(home, artifact.path)
     return SnapshotInfo(
         id=artifact.id,
-        cube=cube_name,
+        cube=artifact.cube,
         path=str(path) if path is not None else "",
         tokens=int(meta.get("tokens", 0)),
         items=int(meta.get("items", 0)),

@@ -7,11 +7,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
-from memos import store
 from memos.records import State
-from memos.store.models import Artifact, ArtifactSource, Cube, Item
+from memos.store import lifecycle as rows
 
 if TYPE_CHECKING:
     from memos.core import Core
@@ -56,25 +53,26 @@ def inspect_store(core: Core, cube: str | None = None) -> Inspection:
     now = core.clock.now()
     cube_pk = core.cube(cube).pk if cube is not None else None
     policy = core.config.retention
-    stmt = select(Item.state, Item.created_at, Item.last_accessed_at, Item.stability, Item.pinned)
-    if cube_pk is not None:
-        stmt = stmt.where(Item.cube_pk == cube_pk)
     states: Counter[str] = Counter()
     bins = [0] * BINS
     stabilities: list[float] = []
     pinned = 0
     with core.db.read() as session:
-        for state, created, accessed, stability, is_pinned in session.execute(stmt):
+        for state, figures in rows.state_figures(session, cube_pk):
             states[state] += 1
-            pinned += bool(is_pinned) and state != State.DELETED
+            pinned += figures.pinned and state != State.DELETED
             if state in (State.DELETED, State.FORGOTTEN):
                 continue
-            r = policy.retention(
-                store.RetentionFigures(created, accessed, stability, is_pinned), now
-            )
+            r = policy.retention(figures, now)
             bins[min(int(r * BINS), BINS - 1)] += 1
-            stabilities.append(stability)
-        tiers = [_plaintext(states), *(_artifact_tier(session, kind, cube_pk) for kind in KINDS)]
+            stabilities.append(figures.stability)
+        tiers = [
+            _plaintext(states),
+            *(
+                _artifact_tier(kind, rows.artifact_figures(session, kind, cube_pk))
+                for kind in KINDS
+            ),
+        ]
     return Inspection(
         at=now,
         cube=cube,
@@ -93,19 +91,8 @@ def _plaintext(states: Counter[str]) -> TierFigures:
     return TierFigures("plaintext", 0, searchable, 0, f"{hidden} archived or forgotten")
 
 
-def _artifact_tier(session: Any, kind: str, cube_pk: int | None) -> TierFigures:
-    stmt = select(Artifact).join(Cube).where(Artifact.kind == kind)
-    if cube_pk is not None:
-        stmt = stmt.where(Artifact.cube_pk == cube_pk)
-    rows = session.scalars(stmt).all()
-    held = session.scalar(
-        select(func.count(func.distinct(ArtifactSource.item_id))).where(
-            ArtifactSource.artifact_pk.in_([r.pk for r in rows if not r.stale])
-        )
+def _artifact_tier(kind: str, figures: rows.ArtifactFigures) -> TierFigures:
+    detail = f"{figures.stale} stale" + (
+        f", {figures.attached} attached" if kind == "adapter" else ""
     )
-    stale = sum(r.stale for r in rows)
-    attached = sum(bool((r.meta or {}).get("attached")) for r in rows)
-    detail = f"{stale} stale" + (f", {attached} attached" if kind == "adapter" else "")
-    return TierFigures(
-        KINDS[kind], len(rows), int(held or 0), sum(r.byte_size for r in rows), detail
-    )
+    return TierFigures(KINDS[kind], figures.artifacts, figures.items, figures.bytes, detail)

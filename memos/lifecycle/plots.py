@@ -13,13 +13,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
 from memos import store
 from memos.clock import as_utc
-from memos.lifecycle.retention import curve_value, days_between
 from memos.records import State
-from memos.store.models import Event
+from memos.retention import curve_value, days_between
 
 if TYPE_CHECKING:
     from memos.core import Core
@@ -46,13 +43,7 @@ def retention_curve(
     policy = core.config.retention
     with core.db.read() as session:
         item = store.record_of(session, store.item_by_id(session, item_id))
-        events = list(
-            session.scalars(
-                select(Event)
-                .where(Event.item_id == item_id, Event.kind.in_(("recall", "restore")))
-                .order_by(Event.at, Event.pk)
-            )
-        )
+        events = store.events_of(session, item_id, ("recall", "restore"))
     recalls = [e for e in events if e.kind == "recall"]
     stability = float(recalls[0].details["stability_before"]) if recalls else item.stability
     starts: list[tuple[datetime, float]] = [(item.created_at, stability)]

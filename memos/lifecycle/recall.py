@@ -20,33 +20,21 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import partial
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
-
-from memos import store
-from memos.lifecycle.retention import Figures, RetentionPolicy
-from memos.records import REACTIVATED, State
+from memos.retention import Figures, RetentionPolicy
 from memos.store import RetentionFigures
 from memos.store.db import Database
-from memos.store.models import Event, Item
+from memos.store.lifecycle import RecallsApplied, apply_recalls
 
 log = logging.getLogger(__name__)
 FLUSH_AT = 512
 
 
-@dataclass(frozen=True)
-class FlushReport:
-    """What one flush wrote."""
-
-    recalls: int
-    items: int
-    reactivated: int
+#: What one flush wrote: recalls, items they touched, items made active again.
+FlushReport = RecallsApplied
 
 
 class RecallLog:
@@ -101,7 +89,7 @@ class RecallLog:
             if not batch:
                 return FlushReport(0, 0, 0)
             try:
-                return self.db.write(lambda session: self._apply(session, batch))
+                return self.db.write(partial(apply_recalls, batch=batch, policy=self.policy))
             except Exception:
                 with self._lock:  # keep them for the next try
                     self._pending[:0] = batch
@@ -133,58 +121,3 @@ class RecallLog:
                 self.flush()
             except Exception:  # the next tick retries; never kill the thread
                 log.exception("writing recall accounting failed; will retry")
-
-    def _apply(self, session: Session, batch: list[tuple[str, datetime]]) -> FlushReport:
-        by_item: dict[str, list[datetime]] = defaultdict(list)
-        for item_id, at in batch:
-            by_item[item_id].append(at)
-        rows = session.scalars(
-            select(Item).where(Item.id.in_(list(by_item))).with_for_update()
-        ).all()
-        revisions: dict[int, int] = {}
-        events: list[dict[str, Any]] = []
-        reactivated = 0
-        for item in rows:
-            if item.state in (State.DELETED, State.FORGOTTEN):
-                continue  # gone while the recall waited
-            for at in sorted(by_item[item.id]):
-                before = item.stability
-                retention = self.policy.retention(item, at)
-                # A recall older than the last one (another process's) only counts.
-                if item.last_accessed_at is None or at >= item.last_accessed_at:
-                    item.stability = self.policy.after_recall(item, at)
-                    item.last_accessed_at = at
-                item.access_count += 1
-                events.append(
-                    {
-                        "at": at,
-                        "cube_pk": item.cube_pk,
-                        "item_id": item.id,
-                        "kind": "recall",
-                        "details": {
-                            "retention": round(retention, 6),
-                            "stability_before": before,
-                            "stability": item.stability,
-                        },
-                    }
-                )
-            if item.state in REACTIVATED:
-                reactivated += 1
-                self._reactivate(session, item, revisions)
-        if events:
-            session.execute(insert(Event), events)
-        return FlushReport(len(batch), len(rows), reactivated)
-
-    @staticmethod
-    def _reactivate(session: Session, item: Item, revisions: dict[int, int]) -> None:
-        previous = item.state
-        store.move_state(session, item, State.ACTIVE, revisions)
-        store.log_event(
-            session,
-            item.last_accessed_at or item.updated_at,
-            "state",
-            cube_pk=item.cube_pk,
-            item_id=item.id,
-            reason="recalled",
-            details={"from": previous, "to": State.ACTIVE},
-        )

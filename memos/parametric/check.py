@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from memos.activation.tier import BLOCK_HEADER, prefix_messages
-from memos.lm import LanguageModel
+from memos.lm import LanguageModel, greedy
+from memos.memory_block import BLOCK_HEADER, prefix_messages
 from memos.parametric import questions
 from memos.parametric import side_memory as sm
 
@@ -45,8 +45,6 @@ class CheckResult:
 
 def answers(lm: LanguageModel, question: questions.Question) -> bool:
     """Whether the model's greedy chat reply to the question contains its answer."""
-    from memos.chat import greedy
-
     messages = [*prefix_messages(BLOCK_HEADER), {"role": "user", "content": question.prompt}]
     prompt = lm.chat_text(messages, True)
     output, _ = greedy(lm, lm.encode(prompt), None, REPLY_TOKENS, 0.0)

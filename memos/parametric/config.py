@@ -3,9 +3,16 @@ scheduler's policy and the trainer."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from memos.errors import InvalidInputError
+from memos.fields import TRAIN_OPTIONS
+from memos.validation import check_count, check_number
+
+BACKENDS = ("auto", "triton", "reference")
 
 
 @dataclass(frozen=True)
@@ -62,18 +69,69 @@ class TrainConfig:
     seed: int = 0
     backend: str = "auto"
 
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> TrainConfig:
+        """A config from :class:`memos.fields.TrainOptions` (unknown names refused)."""
+        unknown = sorted(str(k) for k in options if k not in TRAIN_OPTIONS)
+        if unknown:
+            raise InvalidInputError(
+                f"unknown training option(s) {unknown}; allowed: {', '.join(TRAIN_OPTIONS)}"
+            )
+        values = dict(options)
+        layers = values.get("layers")
+        if layers is not None:
+            if isinstance(layers, str | bytes) or not hasattr(layers, "__iter__"):
+                raise InvalidInputError("layers must be a list of layer numbers")
+            values["layers"] = tuple(layers)
+        return cls(**values)
+
     def __post_init__(self) -> None:
-        for name in ("rank", "steps", "batch_size", "locality_batch", "patience"):
-            if getattr(self, name) < 1:
-                raise InvalidInputError(f"{name}={getattr(self, name)}; allowed: >= 1")
-        if self.lr <= 0 or self.key_lr <= 0 or self.locality_weight < 0:
+        for name, high in (
+            ("rank", 4096),
+            ("steps", 100_000),
+            ("batch_size", 4096),
+            ("locality_batch", 4096),
+            ("patience", 10_000),
+        ):
+            check_count(getattr(self, name), name, 1, high)
+        check_count(self.seed, "seed", 0, 2**63 - 1)
+        if self.layers is not None:
+            if not 1 <= len(self.layers) <= 256:
+                raise InvalidInputError("layers must list 1 to 256 layer numbers")
+            for layer in self.layers:
+                check_count(layer, "layer", 0, 1023)
+        rates = (self.lr, self.key_lr, self.locality_weight)
+        if not all(_number(r) for r in rates) or min(self.lr, self.key_lr) <= 0:
+            raise InvalidInputError(
+                "lr and key_lr must be > 0 and locality_weight >= 0, "
+                f"got lr={self.lr!r}, key_lr={self.key_lr!r}"
+            )
+        check_number(self.lr, "lr", 0, 10)
+        check_number(self.key_lr, "key_lr", 0, 10)
+        if self.locality_weight < 0:
             raise InvalidInputError("lr and key_lr must be > 0 and locality_weight >= 0")
+        check_number(self.locality_weight, "locality_weight", 0, 100)
+        check_number(self.target_loss, "target_loss", 0)
         if not isinstance(self.gate, bool):
             raise InvalidInputError(f"gate={self.gate!r}; allowed: true or false")
+        if self.backend not in BACKENDS:
+            raise InvalidInputError(f"backend={self.backend!r}; allowed: {', '.join(BACKENDS)}")
         for name, allowed, ok in (
-            ("gate_weight", ">= 0", self.gate_weight >= 0),
-            ("gate_margin", "0 <= gate_margin < 1", 0 <= self.gate_margin < 1),
-            ("gate_ramp", "0 <= gate_ramp <= 1", 0 <= self.gate_ramp <= 1),
+            ("gate_weight", ">= 0", _number(self.gate_weight) and self.gate_weight >= 0),
+            (
+                "gate_margin",
+                "0 <= gate_margin < 1",
+                _number(self.gate_margin) and 0 <= self.gate_margin < 1,
+            ),
+            (
+                "gate_ramp",
+                "0 <= gate_ramp <= 1",
+                _number(self.gate_ramp) and 0 <= self.gate_ramp <= 1,
+            ),
         ):
             if not ok:
                 raise InvalidInputError(f"{name}={getattr(self, name)}; allowed: {allowed}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

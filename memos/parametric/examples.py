@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from memos.activation.tier import BLOCK_HEADER, prefix_messages
 from memos.lm import LanguageModel
+from memos.memory_block import BLOCK_HEADER, prefix_messages
 
 Example = tuple[list[int], list[int]]  # token ids, labels (-100 outside the target)
 

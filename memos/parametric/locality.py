@@ -14,7 +14,7 @@ from importlib import resources
 import torch
 from torch.nn import functional as F
 
-from memos.lm import LanguageModel
+from memos.lm import LanguageModel, greedy_batch
 from memos.parametric import side_memory as sm
 from memos.parametric.examples import (
     Example,
@@ -144,8 +144,6 @@ def _own_replies(lm: LanguageModel, both_ways: bool) -> list[Example]:
     The replies are decoded once per model (set of attached memories and
     rendering) in a process: every later training run on it reuses them.
     """
-    from memos.chat import greedy_batch
-
     ask = chat_prompt(lm)
     if ask is None:
         return []

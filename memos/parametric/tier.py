@@ -15,18 +15,17 @@ import json
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memos import store
 from memos.errors import InvalidInputError, UnknownAdapterError
 from memos.parametric.config import TrainConfig
-from memos.records import MemoryRecord, distinct
+from memos.records import AdapterInfo, MemoryRecord, distinct
 from memos.store import artifacts
+from memos.store.artifacts import ArtifactRecord
 from memos.store.files import atomic_path, digest_matches, file_digest
-from memos.store.models import Artifact
 
 if TYPE_CHECKING:
     import torch
@@ -36,42 +35,6 @@ if TYPE_CHECKING:
     from memos.parametric.training import TrainReport
 
 KIND = "adapter"
-
-
-@dataclass(frozen=True)
-class AdapterInfo:
-    """A registered adapter as the SDK and CLI report it.
-
-    ``question_recall`` is the share of held-out questions about its sources it
-    answered after training (``None``: none could be asked). When it reaches
-    ``config.scheduler.hold_min_recall``, ``held_items`` lists the sources it
-    answered every question about: chats with the adapter attached leave them
-    out of the prompt. Below the threshold, every source stays in the prompt.
-    ``gate_thresholds`` are its memories' gate thresholds, by layer in the order
-    of ``layers`` (empty: ungated, see :mod:`memos.parametric.gate`).
-    """
-
-    id: str
-    cube: str
-    path: str  # under this home; "" when the recorded file lies outside it
-    layers: list[int]
-    rank: int
-    items: int
-    byte_size: int
-    attached: bool
-    stale: bool
-    stale_reason: str | None
-    model_fingerprint: str
-    created_at: datetime
-    training: dict[str, Any]
-    question_recall: float | None = None
-    held_items: list[str] = field(default_factory=list)
-    gate_thresholds: list[float] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        return data
 
 
 class ParametricTier:
@@ -157,8 +120,7 @@ class ParametricTier:
         """Adapters of a cube (all cubes when ``None``), newest first."""
         cube_pk = self.core.cube(cube).pk if cube is not None else None
         home, hold = self.core.config.home, self.core.config.scheduler.hold_min_recall
-        rows = artifacts.rows(self.core.db, KIND, cube_pk)
-        return [_info(a, name, home, hold) for a, name in rows]
+        return [_info(a, home, hold) for a in artifacts.rows(self.core.db, KIND, cube_pk)]
 
     def info(self, adapter_id: str) -> AdapterInfo:
         for adapter in self.adapters():
@@ -338,15 +300,15 @@ def _report(report: TrainReport) -> dict[str, Any]:
     return data
 
 
-def _info(artifact: Artifact, cube_name: str, home: Path, hold_min_recall: float) -> AdapterInfo:
-    meta = artifact.meta or {}
+def _info(artifact: ArtifactRecord, home: Path, hold_min_recall: float) -> AdapterInfo:
+    meta = artifact.meta
     path = artifacts.locate(home, artifact.path)
     check = meta.get("check") or {}
     recall = check.get("recall")
     held = list(check.get("passed", [])) if recall is not None and recall >= hold_min_recall else []
     return AdapterInfo(
         id=artifact.id,
-        cube=cube_name,
+        cube=artifact.cube,
         path=str(path) if path is not None else "",
         layers=list(meta.get("layers", [])),
         rank=int(meta.get("rank", 0)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from memos.errors import InvalidInputError
 from memos.records import ContextBlock, MemoryRecord, SearchHit
 
 HEADER = "Relevant memories (most relevant first):"
@@ -44,3 +45,10 @@ def assemble_context(
     return ContextBlock(
         text="\n".join([HEADER, *lines]), items=items, tokens=used, budget_tokens=budget_tokens
     )
+
+
+def check_budget(value: object) -> int:
+    """A context budget: an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"budget_tokens={value!r}; allowed: an integer >= 1")
+    return value

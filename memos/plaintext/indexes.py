@@ -15,25 +15,25 @@ import itertools
 import logging
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from memos import store
 from memos.errors import IndexFileError, IndexRebuiltWarning
+from memos.fields import Progress
 from memos.plaintext.embedder import Embedder, embed
 from memos.plaintext.index_file import IndexIdentity, peek
 from memos.plaintext.keyword import KeywordIndex
 from memos.plaintext.neighbourhood import CubeLayout, Placement
 from memos.plaintext.search_keys import KeySource, asked_question, keyword_key
 from memos.records import SEARCHABLE_STATES, State
+from memos.store import index_rows
+from memos.store.cubes import CubeRef
 from memos.store.db import Database
-from memos.store.models import Cube, Embedding, Item
 
 if TYPE_CHECKING:  # FAISS loads when the first index opens
     from memos.plaintext.dense_index import DenseIndex
@@ -41,8 +41,6 @@ if TYPE_CHECKING:  # FAISS loads when the first index opens
 log = logging.getLogger(__name__)
 _SAVE_EVERY = 5000
 _BATCH = 2000
-
-Progress = Callable[[int, int], None]
 
 
 class IndexManager:
@@ -85,7 +83,7 @@ class IndexManager:
         tag = self.embedder.fingerprint.rsplit(":", 1)[-1]
         return self.folder / cube_id / f"dense-{self.kind}-{tag}.safetensors"
 
-    def get(self, cube: Cube, revision: int | None = None) -> DenseIndex:
+    def get(self, cube: CubeRef, revision: int | None = None) -> DenseIndex:
         """The cube's dense index, caught up with the database (with its keyword index).
 
         Args:
@@ -100,13 +98,13 @@ class IndexManager:
         self.catch_up(cube.pk, index, revision)
         return index
 
-    def keyword(self, cube: Cube) -> KeywordIndex:
+    def keyword(self, cube: CubeRef) -> KeywordIndex:
         """The cube's keyword index as of the last :meth:`get`."""
         if cube.pk not in self._keyword:
             self.get(cube)
         return self._keyword[cube.pk]
 
-    def layout(self, cube: Cube) -> CubeLayout:
+    def layout(self, cube: CubeRef) -> CubeLayout:
         """The cube's sessions, speakers and event times as of the last :meth:`get`."""
         if cube.pk not in self._layout:
             self.get(cube)
@@ -122,16 +120,18 @@ class IndexManager:
         hidden = self.hidden(cube_pk)
         hidden.clear()
         with self.db.read() as session:
-            index.revision = _revision(session, cube_pk)
+            index.revision = store.cube_revision(session, cube_pk)
             rows = _keyed_rows(
-                session, self.key_fields, Item.cube_pk == cube_pk, Item.state != State.DELETED
+                session,
+                self.key_fields,
+                index_rows.index_rows(session, cube_pk=cube_pk, live_only=True),
             )
         index.upsert((row.pk, row.key) for row in rows)
         layout.upsert((row.pk, row.placement) for row in rows)
         hidden.update(row.pk for row in rows if row.state not in SEARCHABLE_STATES)
         return index
 
-    def figures(self, cube: Cube) -> tuple[int, int]:
+    def figures(self, cube: CubeRef) -> tuple[int, int]:
         """Live entries and revision of the cube's dense index.
 
         Read from the file's header (no FAISS) when the index is not loaded
@@ -149,7 +149,7 @@ class IndexManager:
         """The cube's index if this process has it in memory."""
         return self._indexes.get(cube_pk)
 
-    def _open(self, cube: Cube) -> DenseIndex:
+    def _open(self, cube: CubeRef) -> DenseIndex:
         path = self.path(cube.id)
         try:
             from memos.plaintext.dense_index import DenseIndex
@@ -177,21 +177,17 @@ class IndexManager:
         self.reconcile(cube.pk, index)
         return index
 
-    def _identity(self, cube: Cube) -> IndexIdentity:
+    def _identity(self, cube: CubeRef) -> IndexIdentity:
         return IndexIdentity(cube.id, self.embedder.fingerprint, self.embedder.dim, self.kind)
 
-    def rebuild(self, cube: Cube, progress: Progress | None = None) -> DenseIndex:
+    def rebuild(self, cube: CubeRef, progress: Progress | None = None) -> DenseIndex:
         """Build the cube's index from the database and save it."""
         from memos.plaintext.dense_index import DenseIndex
 
         index = DenseIndex(self._identity(cube), self.hnsw_m)
         with self.db.read() as session:
-            revision = _revision(session, cube.pk)
-            pks = list(
-                session.scalars(
-                    select(Item.pk).where(Item.cube_pk == cube.pk, Item.state != State.DELETED)
-                )
-            )
+            revision = store.cube_revision(session, cube.pk)
+            pks = index_rows.live_pks(session, cube.pk)
         for start in range(0, len(pks), _BATCH):
             chunk = pks[start : start + _BATCH]
             self._load_vectors(index, chunk)
@@ -211,12 +207,11 @@ class IndexManager:
         if revision == since:
             return False
         with self.db.read() as session:
-            revision = _revision(session, cube_pk)
+            revision = store.cube_revision(session, cube_pk)
             if revision == since:
                 return False
-            rows = _keyed_rows(
-                session, self.key_fields, Item.cube_pk == cube_pk, Item.change_seq > since
-            )
+            changed = index_rows.index_rows(session, cube_pk=cube_pk, changed_since=since)
+            rows = _keyed_rows(session, self.key_fields, changed)
         gone = [row.pk for row in rows if row.state == State.DELETED]
         live = [row for row in rows if row.state != State.DELETED]
         hidden = self.hidden(cube_pk)
@@ -245,11 +240,7 @@ class IndexManager:
     def reconcile(self, cube_pk: int, index: DenseIndex) -> None:
         """Make the index hold exactly the cube's live items (purges leave no trace)."""
         with self.db.read() as session:
-            live = set(
-                session.scalars(
-                    select(Item.pk).where(Item.cube_pk == cube_pk, Item.state != State.DELETED)
-                )
-            )
+            live = set(index_rows.live_pks(session, cube_pk))
         held = index.pks()
         if live == held:
             return
@@ -291,7 +282,8 @@ class IndexManager:
         rows: list[_KeyedRow] = []
         if upserts:
             with self.db.read() as session:
-                rows = _keyed_rows(session, self.key_fields, Item.pk.in_(list(upserts)))
+                fresh = index_rows.index_rows(session, pks=list(upserts))
+                rows = _keyed_rows(session, self.key_fields, fresh)
         with words.lock:
             words.remove(removals)
             words.upsert((row.pk, row.key) for row in rows)
@@ -302,7 +294,7 @@ class IndexManager:
             layout.remove(removals)
             layout.upsert((row.pk, row.placement) for row in rows)
 
-    def erase(self, cube: Cube, pks: list[int]) -> None:
+    def erase(self, cube: CubeRef, pks: list[int]) -> None:
         """Remove purged items for good: from the loaded indexes and from the cube's
         dense index file, rewritten compacted. Index files of the cube made for
         another embedder or kind are deleted (they are rebuilt when next used)."""
@@ -343,7 +335,7 @@ class IndexManager:
         """Erase vectors of items no longer in the database (purged, perhaps by
         another process) so saving never writes a purged item back."""
         with self.db.read() as session:
-            existing = set(session.scalars(select(Item.pk).where(Item.cube_pk == cube_pk)))
+            existing = index_rows.stored_pks(session, cube_pk)
         gone = index.label_pks() - existing
         if gone:
             index.erase(gone)
@@ -354,14 +346,7 @@ class IndexManager:
         for start in range(0, len(pks), 500):
             chunk = pks[start : start + 500]
             with self.db.read() as session:
-                rows = session.execute(
-                    select(Item.pk, Item.content_hash, Item.text, Embedding.vector)
-                    .outerjoin(
-                        Embedding,
-                        (Embedding.content_hash == Item.content_hash) & (Embedding.model == model),
-                    )
-                    .where(Item.pk.in_(chunk))
-                ).all()
+                rows = index_rows.vector_rows(session, chunk, model)
             missing = {h: t for _, h, t, v in rows if v is None}
             fresh = _embed_missing(self.db, self.embedder, missing)
             vectors = {
@@ -392,53 +377,32 @@ class _KeyedRow:
     placement: Placement
 
 
-def _keyed_rows(session: Session, fields: tuple[str, ...], *where: Any) -> list[_KeyedRow]:
-    """Items matching ``where`` with their keyword key and placement."""
-    rows = session.execute(
-        select(
-            Item.pk,
-            Item.cube_pk,
-            Item.state,
-            Item.text,
-            Item.speaker,
-            Item.event_time,
-            Item.meta,
-            Item.session_id,
-        ).where(*where)
-    ).all()
+def _keyed_rows(
+    session: store.Session, fields: tuple[str, ...], rows: list[index_rows.IndexRow]
+) -> list[_KeyedRow]:
+    """``rows`` with their keyword key and placement."""
     asked = _questions_before(session, rows) if "question" in fields else {}
     out = []
-    for pk, _, state, text, speaker, event_time, meta, session_id in rows:
-        source = KeySource(text, speaker, event_time, meta, asked.get(int(pk)))
-        group = session_id or (meta or {}).get("document_id")
-        placement = Placement(str(group) if group else None, speaker, event_time)
-        out.append(_KeyedRow(int(pk), state, keyword_key(source, fields), placement))
+    for row in rows:
+        source = KeySource(row.text, row.speaker, row.event_time, row.meta, asked.get(row.pk))
+        group = row.session_id or row.meta.get("document_id")
+        placement = Placement(str(group) if group else None, row.speaker, row.event_time)
+        out.append(_KeyedRow(row.pk, row.state, keyword_key(source, fields), placement))
     return out
 
 
-def _questions_before(session: Session, rows: Sequence[Any]) -> dict[int, str]:
+def _questions_before(
+    session: store.Session, rows: Sequence[index_rows.IndexRow]
+) -> dict[int, str]:
     """pk -> the text of the turn just before it in its session, where that turn asks
     a question (the question this turn answers, see :mod:`memos.search_keys`)."""
-    sessions = {(cube_pk, sid) for _, cube_pk, *_, sid in rows if sid is not None}
-    if not sessions:
-        return {}
-    turns = session.execute(
-        select(Item.pk, Item.cube_pk, Item.session_id, Item.text, Item.speaker).where(
-            Item.cube_pk.in_({cube_pk for cube_pk, _ in sessions}),
-            Item.session_id.in_({sid for _, sid in sessions}),
-            Item.state != State.DELETED,
-        )
-    ).all()
-    by_session: dict[tuple[int, str | None], list[tuple[int, str, str | None]]] = {}
-    for pk, cube_pk, sid, text, speaker in sorted(turns):
-        by_session.setdefault((cube_pk, sid), []).append((int(pk), text, speaker))
+    sessions = {(row.cube_pk, row.session_id) for row in rows if row.session_id is not None}
+    by_session: dict[tuple[int, str | None], list[index_rows.Turn]] = {}
+    for turn in index_rows.session_turns(session, sessions):
+        by_session.setdefault((turn.cube_pk, turn.session_id), []).append(turn)
     out = {}
     for turns_of in by_session.values():
-        for (_, text, speaker), (pk, _, _) in itertools.pairwise(turns_of):
-            if question := asked_question(text, speaker):
-                out[pk] = question
+        for before, after in itertools.pairwise(turns_of):
+            if question := asked_question(before.text, before.speaker):
+                out[after.pk] = question
     return out
-
-
-def _revision(session: Session, cube_pk: int) -> int:
-    return int(session.scalar(select(Cube.revision).where(Cube.pk == cube_pk)) or 0)

@@ -24,25 +24,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
 from memos import store
-from memos.config import SEARCH_MODES
-from memos.errors import InvalidInputError
-from memos.lifecycle.retention import Figures, RetentionPolicy
+from memos.filters import SearchFilter
 from memos.plaintext.embedder import embed
-from memos.plaintext.filters import SearchFilter
 from memos.plaintext.fusion import Channel, combine, normalize
 from memos.plaintext.neighbourhood import CubeLayout, smooth
 from memos.plaintext.query_hints import named_period, named_speaker
 from memos.records import MemoryRecord, ScoreParts, SearchHit
-from memos.store.models import Cube, Item
+from memos.retention import Figures, RetentionPolicy
+from memos.store.cubes import CubeRef
+from memos.validation import check_search
 
 if TYPE_CHECKING:
     from memos.config import MemosConfig
     from memos.core import Core
-
-MAX_K = 1000
 
 
 @dataclass
@@ -56,16 +51,13 @@ class Retriever:
         return self.core.config.retention
 
     def search(
-        self, cube: Cube, query: str, k: int, flt: SearchFilter, mode: str, now: datetime
+        self, cube: CubeRef, query: str, k: int, flt: SearchFilter, mode: str, now: datetime
     ) -> list[SearchHit]:
         """Best ``k`` hits for ``query`` in ``cube`` (see :class:`ScoreParts`).
 
         Items purged by another process since the index saw them are dropped.
         """
-        if mode not in SEARCH_MODES:
-            raise InvalidInputError(f"mode={mode!r}; allowed: {', '.join(SEARCH_MODES)}")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-            raise InvalidInputError(f"k={k!r}; allowed: an integer from 1 to {MAX_K}")
+        check_search(k, mode)
         cfg = self.core.config
         want_d, want_k = max(cfg.candidates, k), max(cfg.keyword_candidates, k)
         index = self.core.indexes.get(cube, cube.revision)  # catches up every derived index
@@ -131,13 +123,13 @@ class Retriever:
             out[pk] = score
         return out
 
-    def _filtered(self, cube: Cube, flt: SearchFilter) -> set[int]:
+    def _filtered(self, cube: CubeRef, flt: SearchFilter) -> set[int]:
         with self.core.db.read() as session:
-            return set(session.scalars(select(Item.pk).where(flt.where(cube.pk))))
+            return store.filtered_pks(session, cube.pk, flt)
 
     def _fuse(
         self,
-        cube: Cube,
+        cube: CubeRef,
         fused: dict[int, float],
         dense: list[tuple[int, float]],
         lexical: list[tuple[int, float]],
@@ -181,7 +173,7 @@ class Retriever:
             figures = self.core.recalls.overlay(figures)
         return {pk: self.policy.retention(figures[r.id], now) for pk, r in records.items()}
 
-    def _hydrate(self, cube: Cube, pks: list[int]) -> dict[int, MemoryRecord]:
+    def _hydrate(self, cube: CubeRef, pks: list[int]) -> dict[int, MemoryRecord]:
         if not pks:
             return {}
         with self.core.db.read() as session:

@@ -14,18 +14,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from memos import store
-from memos.errors import DuplicateError, InvalidInputError
+from memos.errors import DuplicateError, UnknownItemError
+from memos.fields import Progress
 from memos.plaintext import ingest
 from memos.plaintext.embedder import embed
-from memos.plaintext.indexes import Progress
-from memos.records import RESTORABLE, MemoryRecord, State
-from memos.store import NewItem, artifacts
-from memos.store.models import Cube, Item
+from memos.records import RESTORABLE, MemoryRecord, NewItem, State
+from memos.store import Session, artifacts
+from memos.store.cubes import CubeRef
+from memos.store.db import WriteConflict
+from memos.validation import check_cube_name, check_id, check_reason
 
 if TYPE_CHECKING:
     from memos.core import Core
@@ -36,17 +35,6 @@ if TYPE_CHECKING:
 # 2 cores), chunks of 1024 run at 0.97-0.99x. Larger inputs still overlap
 # embedding the next chunk with writing this one.
 BULK_CHUNK = 1024
-UPDATABLE = (
-    "metadata",
-    "tags",
-    "speaker",
-    "role",
-    "session_id",
-    "event_time",
-    "pinned",
-    "trust",
-    "reason",
-)
 
 
 @dataclass
@@ -62,7 +50,7 @@ class Writer:
 
         Work goes in chunks; embedding the next chunk overlaps writing this one.
         """
-        ingest.check_cube_name(cube)
+        check_cube_name(cube)
         stored: dict[str, MemoryRecord] = {}
         chunks = [items[i : i + BULK_CHUNK] for i in range(0, len(items), BULK_CHUNK)]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="memos-write") as pool:
@@ -92,7 +80,7 @@ class Writer:
         """Vectors of the content among ``items`` the cube lacks: cached, else embedded."""
         texts = {item.content_hash: item.text for item in items}
         with self.core.db.read() as session:
-            cube_pk = session.scalar(select(Cube.pk).where(Cube.name == cube))
+            cube_pk = store.cube_pk_of(session, cube)
             if cube_pk is not None:
                 for known in store.live_by_hash(session, cube_pk, texts):
                     texts.pop(known)
@@ -134,14 +122,14 @@ class Writer:
             keys = store.insert_items(
                 session, cube_row, fresh, now, revision, self.core.config.retention
             )
-            rows = session.scalars(select(Item).where(Item.pk.in_([pk for pk, _ in keys])))
-            records.update({row.content_hash: store.to_record(row, cube) for row in rows})
+            fresh_records = store.records_by_ids(session, [pk for pk, _ in keys], cube)
+            records.update({r.content_hash: r for r in fresh_records})
             new_pks = {pk: item.content_hash for (pk, _), item in zip(keys, fresh, strict=True)}
             return cube_row.pk, revision, records, new_pks
 
         try:
             cube_pk, revision, records, new_pks = self.core.db.write(work)
-        except IntegrityError:
+        except WriteConflict:
             # Another process stored the same text between our check and insert.
             cube_pk, revision, records, new_pks = self.core.db.write(work)
         if new_pks:
@@ -154,16 +142,12 @@ class Writer:
 
     def update(self, item_id: str, text: str | None, changes: Mapping[str, Any]) -> MemoryRecord:
         """Write the next version of an item (see ``Memos.update``)."""
-        unknown = sorted(set(changes) - set(UPDATABLE))
-        if unknown:
-            raise InvalidInputError(
-                f"cannot update field(s) {unknown}; allowed: text, {', '.join(UPDATABLE)}"
-            )
-        fields = dict(changes)
-        reason = ingest.check_reason(fields.pop("reason", "update"))
+        reason = ingest.check_update(text, changes, self.core.config.max_text_chars)
+        fields = {k: v for k, v in changes.items() if k != "reason"}
+        check_id(item_id, "memory item", UnknownItemError)
         with self.core.db.read() as session:
             current = store.item_by_id(session, item_id, include_deleted=False)
-            cube_name = session.scalar(select(Cube.name).where(Cube.pk == current.cube_pk)) or ""
+            cube_name = store.cube_name_of(session, current.cube_pk)
         new = ingest.new_item(
             current.text if text is None else text,
             max_chars=self.core.config.max_text_chars,
@@ -193,7 +177,7 @@ class Writer:
 
     def delete(self, item_id: str, reason: str) -> MemoryRecord:
         """Soft-delete an item."""
-        ingest.check_reason(reason)
+        check_reason(reason)
         now = self.core.clock.now()
 
         def work(session: Session) -> tuple[int, int, int, MemoryRecord]:
@@ -232,13 +216,13 @@ class Writer:
         """Remove an item and every copy of its text for good (see ``store.purge_item``):
         then delete the files of artifacts built from it, rewrite the cube's dense
         index file without it, and scrub the database's free space."""
-        ingest.check_reason(reason)
+        check_reason(reason)
         now = self.core.clock.now()
 
-        def work(session: Session) -> tuple[Cube, int, list[str]]:
+        def work(session: Session) -> tuple[CubeRef, int, list[str]]:
             item = store.item_by_id(session, item_id)
             store.bump_revision(session, item.cube_pk)
-            cube, pk = session.get_one(Cube, item.cube_pk), item.pk
+            cube, pk = store.cube_ref(session, store.cube_name_of(session, item.cube_pk)), item.pk
             files = store.purge_item(session, item, now, reason)
             return cube, pk, files
 
@@ -249,7 +233,7 @@ class Writer:
         self.core.db.scrub()
 
 
-def _editable(item: Item) -> dict[str, Any]:
+def _editable(item: Any) -> dict[str, Any]:
     return {
         "metadata": item.meta,
         "tags": item.tags,

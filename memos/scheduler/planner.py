@@ -28,18 +28,15 @@ plan is empty.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from memos import store
-from memos.lifecycle.decay import StateChange, decay_change
-from memos.lifecycle.retention import RetentionPolicy, days_between
-from memos.records import SEARCHABLE_STATES, State
-from memos.scheduler.policy import SchedulerPolicy
+from memos.config import SchedulerPolicy
+from memos.lifecycle.decay import decay_change
+from memos.records import SEARCHABLE_STATES, State, StateChange
+from memos.retention import RetentionPolicy, days_between
 from memos.scheduler.steps import (
     Consolidate,
     DecayStep,
@@ -49,7 +46,8 @@ from memos.scheduler.steps import (
     RetireAdapter,
     Step,
 )
-from memos.store.models import Artifact, ArtifactSource, Cube, Item
+from memos.store import artifacts
+from memos.store import lifecycle as rows
 
 if TYPE_CHECKING:
     from memos.store.db import Database
@@ -95,13 +93,10 @@ def build_plan(
 ) -> Plan:
     """The plan for one cube (every cube when ``None``) at ``now``."""
     with db.read() as session:
-        stmt = select(Cube.pk, Cube.name).order_by(Cube.pk)
-        if cube is not None:
-            stmt = stmt.where(Cube.name == cube)
-        cubes = list(session.execute(stmt))
+        cubes = store.cube_refs(session, cube)
     steps: list[Step] = []
-    for cube_pk, name in cubes:
-        steps.extend(_CubePlanner(db, retention, policy, now, cube_pk, name).steps())
+    for ref in cubes:
+        steps.extend(_CubePlanner(db, retention, policy, now, ref.pk, ref.name).steps())
     return Plan(at=now, steps=steps)
 
 
@@ -133,59 +128,26 @@ class _CubePlanner:
 
     def _items(self) -> tuple[dict[str, _ItemView], list[StateChange]]:
         """Every live item as it will be after decay, and the decay moves (one scan)."""
-        stmt = (
-            select(
-                Item.id,
-                Item.content_hash,
-                Item.state,
-                Item.access_count,
-                Item.created_at,
-                Item.last_accessed_at,
-                Item.stability,
-                Item.pinned,
-            )
-            .where(Item.cube_pk == self.cube_pk, Item.state != State.DELETED)
-            .order_by(Item.pk)
-        )
         views, changes = {}, []
         with self.db.read() as session:
-            for item_id, digest, state, count, created, accessed, stab, pinned in session.execute(
-                stmt
-            ):
-                figures = store.RetentionFigures(created, accessed, stab, bool(pinned))
-                change = decay_change(self.retention, item_id, self.cube, state, figures, self.now)
-                if change is not None:
-                    changes.append(change)
-                r = self.retention.retention(figures, self.now)
-                after = change.new if change else state
-                views[item_id] = _ItemView(item_id, digest, after, count, stab, r)
+            found = rows.live_figures(session, self.cube_pk)
+        for item in found:
+            figures = item.figures
+            change = decay_change(self.retention, item.id, self.cube, item.state, figures, self.now)
+            if change is not None:
+                changes.append(change)
+            r = self.retention.retention(figures, self.now)
+            after = change.new if change else item.state
+            views[item.id] = _ItemView(
+                item.id, item.content_hash, after, item.access_count, figures.stability, r
+            )
         return views, changes
 
     def _artifacts(self, kind: str) -> list[_ArtifactView]:
-        with self.db.read() as session:
-            rows = session.scalars(
-                select(Artifact)
-                .where(Artifact.cube_pk == self.cube_pk, Artifact.kind == kind)
-                .order_by(Artifact.created_at.desc(), Artifact.pk.desc())
-            ).all()
-            sources: dict[int, dict[str, str]] = defaultdict(dict)
-            for artifact_pk, item_id, digest in session.execute(
-                select(
-                    ArtifactSource.artifact_pk, ArtifactSource.item_id, ArtifactSource.content_hash
-                ).where(ArtifactSource.artifact_pk.in_([r.pk for r in rows]))
-            ):
-                sources[artifact_pk][item_id] = digest
-            return [
-                _ArtifactView(
-                    r.id,
-                    r.stale,
-                    r.stale_reason,
-                    dict(r.meta or {}),
-                    r.created_at,
-                    sources[r.pk],
-                )
-                for r in rows
-            ]
+        return [
+            _ArtifactView(a.id, a.stale, a.stale_reason, a.meta, a.created_at, a.sources)
+            for a in artifacts.with_sources(self.db, kind, self.cube_pk)
+        ]
 
     def _broken(self, artifact: _ArtifactView, items: dict[str, _ItemView]) -> str | None:
         """Why the artifact is or will be stale after decay (None when sound)."""

@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
-from sqlalchemy import select, text
 
 from memos import store
 from memos.errors import (
@@ -35,9 +34,9 @@ from memos.errors import (
 )
 from memos.lifecycle.decay import apply_decay
 from memos.parametric.config import TrainConfig
-from memos.records import SEARCHABLE_STATES, MemoryRecord
+from memos.records import JobInfo, MemoryRecord
 from memos.scheduler import jobs
-from memos.scheduler.jobs import UNFINISHED, JobInfo, RunReport
+from memos.scheduler.jobs import UNFINISHED, RunReport
 from memos.scheduler.planner import Plan, build_plan
 from memos.scheduler.steps import (
     BuildSnapshot,
@@ -51,7 +50,6 @@ from memos.scheduler.steps import (
     TrainAdapter,
 )
 from memos.store import artifacts
-from memos.store.models import Cube, Item
 
 if TYPE_CHECKING:
     from memos.activation.tier import ActivationTier
@@ -172,19 +170,10 @@ class Scheduler:
 
     @contextmanager
     def _pg_lock(self) -> Iterator[None]:
-        db = self.core.db
-        if db.dialect != "postgresql":
-            yield
-            return
-        with db.engine.connect() as conn:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
-            if not got.scalar():
+        with self.core.db.advisory_lock(_PG_LOCK_KEY) as got:
+            if not got:
                 raise SchedulerBusyError("another scheduler run holds the database lock")
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
-                conn.commit()
+            yield
 
     def _execute(self, job_id: str, progress: Progress | None) -> JobInfo:
         db, clock = self.core.db, self.core.clock
@@ -232,13 +221,7 @@ class Scheduler:
     def _records(self, item_ids: tuple[str, ...]) -> list[MemoryRecord]:
         """The current versions of the items still searchable, in the given order."""
         with self.core.db.read() as session:
-            rows = session.execute(
-                select(Item, Cube.name)
-                .join(Cube, Cube.pk == Item.cube_pk)
-                .where(Item.id.in_(item_ids), Item.state.in_(SEARCHABLE_STATES))
-            ).all()
-            found = {item.id: store.to_record(item, name) for item, name in rows}
-        return [found[i] for i in item_ids if i in found]
+            return store.searchable_records(session, item_ids)
 
     def _evict(self, snapshot_id: str, reason: str) -> dict[str, Any]:
         try:

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
-from memos.lifecycle.decay import StateChange
 from memos.parametric.config import TrainConfig
+from memos.records import StateChange
 
 
 @dataclass(frozen=True)

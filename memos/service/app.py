@@ -14,18 +14,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import func, select
 
 from memos.client import Memos
 from memos.config import MemosConfig
 from memos.service import http_errors
 from memos.service.callers import Caller, ServiceState, caller, job_executor, scoped, state_of
+from memos.service.guards import RequestGuard
 from memos.service.metrics import Metrics, MetricsMiddleware
 from memos.service.routes import v1
 from memos.service.schemas import ErrorOut, Health
 from memos.store import schema
 from memos.store.cubes import split_name
-from memos.store.models import Cube, Item
+from memos.store.lifecycle import state_counts
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 
@@ -47,7 +47,7 @@ def readyz(request: Request) -> Any:
     from fastapi.responses import JSONResponse
 
     try:
-        current = schema.status(state_of(request).mem.db).current
+        current = schema.status(state_of(request).core.db).current
     except Exception:  # a down database is the answer, not an error
         return JSONResponse(Health(status="database unreachable").model_dump(), 503)
     if current != schema.HEAD:
@@ -61,16 +61,10 @@ def readyz(request: Request) -> Any:
 def metrics(request: Request, who: Annotated[Caller, Depends(scoped("admin"))]) -> str:
     """Prometheus text: requests and latency by route; the caller's items by cube and state."""
     state = state_of(request)
-    with state.mem.db.read() as session:
-        rows = session.execute(
-            select(Cube.name, Item.state, func.count())
-            .join(Item, Item.cube_pk == Cube.pk)
-            .where(Cube.tenant == who.key.tenant)
-            .group_by(Cube.name, Item.state)
-            .order_by(Cube.name, Item.state)
-        ).all()
-    items = [(split_name(name)[1], item_state, int(n)) for name, item_state, n in rows]
-    return state.metrics.render(items)
+    with state.core.db.read() as session:
+        rows = state_counts(session, who.key.tenant)
+    items = [(split_name(name)[1], item_state, n) for name, item_state, n in rows]
+    return state.metrics.render(who.key.tenant, items)
 
 
 # -- the app -----------------------------------------------------------------------
@@ -132,7 +126,12 @@ def create_app(
     # Outermost, around Starlette's own error middleware: it also counts the
     # 413s and 500s answered before or outside the routes.
     build_stack = app.build_middleware_stack
-    app.build_middleware_stack = lambda: MetricsMiddleware(build_stack(), metrics_registry)  # type: ignore[method-assign]
+
+    def stack() -> Any:
+        guarded = RequestGuard(build_stack(), max_body_size=max_body_size, auth=auth)
+        return MetricsMiddleware(guarded, metrics_registry)
+
+    app.build_middleware_stack = stack  # type: ignore[method-assign]
     return app
 
 

@@ -18,10 +18,9 @@ from fastapi import Depends, Path, Request
 
 from memos.client import Memos
 from memos.service import keys
-from memos.service.metrics import Metrics
-from memos.service.schemas import CUBE_NAME
+from memos.service.metrics import TENANT_KEY, Metrics
 from memos.service.tenancy import TenantMemos
-from memos.store.models import LOCAL_TENANT
+from memos.validation import CUBE_NAME_MAX_CHARS, LOCAL_TENANT
 
 log = logging.getLogger("memos.service")
 
@@ -44,6 +43,7 @@ class ServiceState:
 
     def __init__(self, mem: Memos, auth: bool, metrics: Metrics) -> None:
         self.mem = mem
+        self.core = mem.core
         self.auth = auth
         self.metrics = metrics
         self.background = job_executor()
@@ -68,12 +68,14 @@ def caller(request: Request) -> Caller:
     state = state_of(request)
     if not state.auth:
         key = keys.KeyInfo(
-            "no-auth", LOCAL_TENANT, None, keys.SCOPES, "", state.mem.clock.now(), None
+            "no-auth", LOCAL_TENANT, None, keys.SCOPES, "", state.core.clock.now(), None
         )
     else:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        key = keys.authenticate(state.mem.db, token.strip() if scheme.lower() == "bearer" else None)
+        key = keys.authenticate(
+            state.core.db, token.strip() if scheme.lower() == "bearer" else None
+        )
     return Caller(key, TenantMemos(state.mem, key.tenant))
 
 
@@ -83,6 +85,7 @@ def scoped(scope: str) -> Callable[[Request], Awaitable[Caller]]:
     # each hop cost about 1 ms of search p50 on 2 shared cores).
     async def dependency(request: Request) -> Caller:
         found = caller(request)
+        request.scope.setdefault("state", {})[TENANT_KEY] = found.key.tenant
         found.key.require(scope)
         return found
 
@@ -90,7 +93,16 @@ def scoped(scope: str) -> Callable[[Request], Awaitable[Caller]]:
     return dependency
 
 
-CubeName = Annotated[str, Path(pattern=CUBE_NAME, description="A cube of the caller's tenant.")]
+# No regex in the schema: JSON Schema reads \w as ASCII, Python as any letter, so
+# the one rule is memos.validation's (a bad name is a typed 400).
+CubeName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=CUBE_NAME_MAX_CHARS,
+        description="A cube of the caller's tenant (checked by memos.validation.check_cube_name).",
+    ),
+]
 Reader = Annotated[Caller, Depends(scoped("read"))]
 Writer = Annotated[Caller, Depends(scoped("write"))]
 Admin = Annotated[Caller, Depends(scoped("admin"))]

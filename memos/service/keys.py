@@ -20,13 +20,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from memos.errors import AuthError, ForbiddenError, InvalidInputError, UnknownKeyError
-from memos.plaintext import ingest
+from memos.store import keys as rows
 from memos.store.db import Database
-from memos.store.models import ApiKey
+from memos.validation import check_id, check_tenant, string_problem
 
 SCOPES = ("read", "write", "admin")
 _IMPLIED = {"admin": {"admin", "write", "read"}, "write": {"write", "read"}, "read": {"read"}}
@@ -76,21 +73,20 @@ def parse_scopes(text: str) -> tuple[str, ...]:
 
 
 def _hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def create_key(
     db: Database, tenant: str, scopes: tuple[str, ...], now: datetime, name: str | None = None
 ) -> tuple[str, KeyInfo]:
     """A new key for ``tenant``: (the key, shown only now; its stored info)."""
-    if not ingest.TENANT_NAME.match(tenant):
-        raise InvalidInputError(
-            f"tenant {tenant!r} is invalid: use 1-64 lowercase letters, digits, '_' or '-'"
-        )
+    check_tenant(tenant)
+    if name is not None and (string_problem(name) or len(name) > 200):
+        raise InvalidInputError("a key name must be valid text of at most 200 characters")
     scopes = parse_scopes(",".join(scopes))
     prefix = secrets.token_hex(_PREFIX_HEX // 2)
     key = f"memos_{prefix}_{secrets.token_urlsafe(32)}"
-    row = ApiKey(
+    row = rows.StoredKey(
         id=str(uuid.uuid4()),
         tenant=tenant,
         name=name,
@@ -100,36 +96,18 @@ def create_key(
         created_at=now,
         revoked_at=None,
     )
-
-    def work(session: Session) -> KeyInfo:
-        session.add(row)
-        session.flush()
-        return _info(row)
-
-    return key, db.write(work)
+    return key, _info(rows.insert_key(db, row))
 
 
 def list_keys(db: Database, tenant: str | None = None) -> list[KeyInfo]:
     """Every key (of one tenant), oldest first."""
-    with db.read() as session:
-        stmt = select(ApiKey).order_by(ApiKey.pk)
-        if tenant is not None:
-            stmt = stmt.where(ApiKey.tenant == tenant)
-        return [_info(row) for row in session.scalars(stmt)]
+    return [_info(row) for row in rows.key_rows(db, tenant)]
 
 
 def revoke_key(db: Database, key_id: str, now: datetime) -> KeyInfo:
     """Revoke a key (from the next request on, in every worker)."""
-
-    def work(session: Session) -> KeyInfo:
-        row = session.scalar(select(ApiKey).where(ApiKey.id == key_id))
-        if row is None:
-            raise UnknownKeyError(f"no API key with id {key_id!r}")
-        if row.revoked_at is None:
-            row.revoked_at = now
-        return _info(row)
-
-    return db.write(work)
+    check_id(key_id, "API key", UnknownKeyError)
+    return _info(rows.revoke(db, key_id, now))
 
 
 def authenticate(db: Database, presented: str | None) -> KeyInfo:
@@ -139,10 +117,8 @@ def authenticate(db: Database, presented: str | None) -> KeyInfo:
     """
     if not presented:
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
-    parts = presented.split("_")
-    prefix = parts[1] if len(parts) >= 3 and parts[0] == "memos" else ""
-    with db.read() as session:
-        row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix)) if prefix else None
+    prefix = key_prefix(presented)
+    row = rows.key_by_prefix(db, prefix) if prefix else None
     # Compare even when no row matched, so timing tells nothing about prefixes.
     expected = row.key_hash if row is not None else _hash("memos_none_" + presented)
     matches = hmac.compare_digest(expected, _hash(presented))
@@ -153,7 +129,14 @@ def authenticate(db: Database, presented: str | None) -> KeyInfo:
     return _info(row)
 
 
-def _info(row: ApiKey) -> KeyInfo:
+def key_prefix(presented: str) -> str:
+    """The prefix a presented key names (``""`` when it is not shaped like a key)."""
+    parts = presented.split("_")
+    prefix = parts[1] if len(parts) >= 3 and parts[0] == "memos" else ""
+    return prefix if len(prefix) == _PREFIX_HEX and prefix.isalnum() and prefix.isascii() else ""
+
+
+def _info(row: rows.StoredKey) -> KeyInfo:
     return KeyInfo(
         id=row.id,
         tenant=row.tenant,

@@ -10,14 +10,20 @@ without a valid key never reaches a tool.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import typing
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
+from pydantic import BaseModel, ConfigDict, Field
 
+from memos import fields as api_fields
 from memos.errors import MemosError
+from memos.service.schemas import wire_type
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -94,7 +100,11 @@ ItemId = Annotated[str, Field(description="The id of a memory, as returned by ot
 def build_mcp_server(view: Callable[[], TenantMemos] | None) -> MCPServer:
     """The memos MCP server; ``view`` gives the tenant's memory over stdio (``None``
     over HTTP, where each request's API key picks it)."""
-    server = MCPServer("memos", instructions=INSTRUCTIONS, version="0.1.0", log_level="WARNING")
+    tools: list[Tool] = []
+
+    def tool(fn: Callable[..., Any]) -> Callable[..., Any]:
+        tools.append(strict_tool(fn))
+        return fn
 
     def memos_of(ctx: Context, scope: str) -> TenantMemos:
         request = ctx.request_context.request if ctx.request_context else None
@@ -112,7 +122,8 @@ def build_mcp_server(view: Callable[[], TenantMemos] | None) -> MCPServer:
         except MemosError as exc:
             raise ToolError(f"{type(exc).__name__}: {exc}") from None
 
-    @server.tool()
+    @tool
+    @with_fields(api_fields.ItemFields)
     def remember(
         text: Annotated[
             str,
@@ -120,19 +131,14 @@ def build_mcp_server(view: Callable[[], TenantMemos] | None) -> MCPServer:
         ],
         ctx: Context,
         cube: Cube = "default",
-        tags: Annotated[
-            list[str] | None, Field(description="Short labels to filter by later.")
-        ] = None,
-        metadata: Annotated[
-            dict[str, Any] | None, Field(description="Extra key-value data.")
-        ] = None,
+        **fields: Any,
     ) -> Memory:
         """Store a memory for later. Storing the same text again returns the stored memory
         (no duplicate). Returns the memory with its id."""
-        fields: dict[str, Any] = {"tags": tags or [], "metadata": metadata or {}}
-        return guarded("write", ctx, lambda m: _memory(m.add(text, cube=cube, **fields)))
+        given = {k: v for k, v in fields.items() if v is not None}
+        return guarded("write", ctx, lambda m: _memory(m.add(text, cube=cube, **given)))
 
-    @server.tool()
+    @tool
     def recall(
         query: Annotated[str, Field(description="What you want to know, in natural language.")],
         ctx: Context,
@@ -152,7 +158,7 @@ def build_mcp_server(view: Callable[[], TenantMemos] | None) -> MCPServer:
 
         return guarded("read", ctx, work)
 
-    @server.tool()
+    @tool
     def context(
         query: Annotated[str, Field(description="The question or task at hand.")],
         ctx: Context,
@@ -170,7 +176,7 @@ def build_mcp_server(view: Callable[[], TenantMemos] | None) -> MCPServer:
 
         return guarded("read", ctx, work)
 
-    @server.tool()
+    @tool
     def forget(
         id: ItemId,
         ctx: Context,
@@ -182,18 +188,19 @@ def build_mcp_server(view: Callable[[], TenantMemos] | None) -> MCPServer:
         person through the API)."""
         return guarded("write", ctx, lambda m: _memory(m.delete(id, reason)))
 
-    @server.tool()
+    @tool
+    @with_fields(api_fields.UpdateFields)
     def update(
         id: ItemId,
         ctx: Context,
         text: Annotated[str | None, Field(description="The corrected text.")] = None,
-        tags: Annotated[list[str] | None, Field(description="Replacement tags.")] = None,
+        **changes: Any,
     ) -> Memory:
         """Correct a memory; the previous version is kept in its history."""
-        changes: dict[str, Any] = {} if tags is None else {"tags": tags}
-        return guarded("write", ctx, lambda m: _memory(m.update(id, text, **changes)))
+        given = {k: v for k, v in changes.items() if v is not None}
+        return guarded("write", ctx, lambda m: _memory(m.update(id, text, **given)))
 
-    @server.tool()
+    @tool
     def list_memories(
         ctx: Context,
         cube: Cube = "default",
@@ -209,7 +216,7 @@ def build_mcp_server(view: Callable[[], TenantMemos] | None) -> MCPServer:
 
         return guarded("read", ctx, work)
 
-    @server.tool()
+    @tool
     def history(id: ItemId, ctx: Context) -> History:
         """Every version of a memory, oldest first, with why it changed."""
 
@@ -228,7 +235,49 @@ def build_mcp_server(view: Callable[[], TenantMemos] | None) -> MCPServer:
 
         return guarded("read", ctx, work)
 
-    return server
+    return MCPServer(
+        "memos", instructions=INSTRUCTIONS, version="0.1.0", log_level="WARNING", tools=tools
+    )
+
+
+def with_fields(typed: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a tool taking ``**fields`` one optional parameter per field of the typed
+    dict ``typed`` (:mod:`memos.fields`), typed for JSON and described: the tool's
+    parameters come from the same list as the SDK's and the HTTP API's."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(fn, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        added = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    wire_type(kind) | None, Field(description=api_fields.FIELD_DOCS[name])
+                ],
+            )
+            for name, kind in typing.get_type_hints(typed).items()
+        ]
+        fn.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        return fn
+
+    return decorate
+
+
+def strict_tool(fn: Callable[..., Any]) -> Tool:
+    """``fn`` as an MCP tool that refuses arguments it does not name (a misspelt
+    ``cube`` is an error, not a write into the default cube)."""
+    tool = Tool.from_function(fn)
+    loose = tool.fn_metadata.arg_model
+    strict: type[ArgModelBase] = type(
+        loose.__name__,
+        (loose,),
+        {"model_config": ConfigDict(extra="forbid", arbitrary_types_allowed=True)},
+    )
+    tool.fn_metadata.arg_model = strict
+    tool.parameters = strict.model_json_schema(by_alias=True)
+    return tool
 
 
 @contextlib.asynccontextmanager
@@ -265,6 +314,7 @@ class McpEndpoint:
         from starlette.responses import JSONResponse
 
         from memos.service.http_errors import body, status_of
+        from memos.service.metrics import TENANT_KEY
 
         try:
             found = await run_in_threadpool(self.authenticate, Request(scope, receive))
@@ -276,7 +326,8 @@ class McpEndpoint:
             )
             await response(scope, receive, send)
             return
-        scope.setdefault("state", {})["memos_caller"] = found
+        state = scope.setdefault("state", {})
+        state["memos_caller"], state[TENANT_KEY] = found, found.key.tenant
         await self.server.session_manager.handle_request(scope, receive, send)
 
 

@@ -19,25 +19,32 @@ def _esc(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+#: Where a request's scope state names the tenant its key belongs to.
+TENANT_KEY = "memos_tenant"
+
+
 class Metrics:
     """Thread-safe request counters and latency sums (sync routes run in threads)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.seconds: dict[tuple[str, str], float] = defaultdict(float)
-        self.count: dict[tuple[str, str], int] = defaultdict(int)
+        self.requests: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        self.seconds: dict[tuple[str, str, str], float] = defaultdict(float)
+        self.count: dict[tuple[str, str, str], int] = defaultdict(int)
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+    def observe(self, tenant: str, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
-            self.requests[(method, route, str(status))] += 1
-            self.seconds[(method, route)] += seconds
-            self.count[(method, route)] += 1
+            self.requests[(tenant, method, route, str(status))] += 1
+            self.seconds[(tenant, method, route)] += seconds
+            self.count[(tenant, method, route)] += 1
 
-    def render(self, items: Iterable[tuple[str, str, int]] = ()) -> str:
-        """Prometheus text: requests, latency, and ``items`` as (cube, state, count)."""
+    def render(self, tenant: str, items: Iterable[tuple[str, str, int]] = ()) -> str:
+        """Prometheus text of one tenant: its requests, latency, and ``items`` as
+        (cube, state, count)."""
         with self._lock:
-            requests, seconds, count = dict(self.requests), dict(self.seconds), dict(self.count)
+            requests = {k[1:]: n for k, n in self.requests.items() if k[0] == tenant}
+            seconds = {k[1:]: n for k, n in self.seconds.items() if k[0] == tenant}
+            count = {k[1:]: n for k, n in self.count.items() if k[0] == tenant}
         lines = [
             "# HELP memos_http_requests_total HTTP requests handled.",
             "# TYPE memos_http_requests_total counter",
@@ -87,4 +94,6 @@ class MetricsMiddleware:
             label = getattr(route, "path", None) or (
                 scope["path"] if "endpoint" in scope else "unmatched"
             )
-            self.metrics.observe(scope["method"], label, status, time.perf_counter() - started)
+            tenant = str(scope.get("state", {}).get(TENANT_KEY, ""))
+            elapsed = time.perf_counter() - started
+            self.metrics.observe(tenant, scope["method"], label, status, elapsed)

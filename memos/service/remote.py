@@ -1,8 +1,11 @@
 """The remote SDK: ``Memos.connect(url, api_key=...)``, the HTTP twin of the embedded ``Memos``.
 
-Same method names and arguments, the same frozen records (rebuilt from the
-JSON with pydantic) and the same typed errors (the service's ``error`` field
-names the class in :mod:`memos.errors`). One keep-alive ``httpx.Client``;
+:class:`RemoteMemos` implements :class:`memos.api.MemoryAPI`: the same method
+names, arguments and defaults, the same frozen records (rebuilt from the JSON
+with pydantic) and the same typed errors (the service's ``error`` field names
+the class in :mod:`memos.errors`). Arguments are checked with the embedded
+rules before anything is sent, and every id and cube name is quoted into its
+own path segment (:mod:`memos.service.wire`). One keep-alive ``httpx.Client``;
 only idempotent calls (reads, search, context) are retried, on connection
 failures and 502/503/504, so a write is never applied twice by a retry.
 """
@@ -11,70 +14,64 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, Any
 
 import httpx
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import Unpack
 
 from memos import errors
-from memos.activation.snapshot import DEFAULT_DTYPE
-from memos.lifecycle.decay import StateChange
-from memos.model_tiers import DEFAULT_CUBE
-from memos.plaintext.filters import SearchFilter
+from memos.api import MemoryAPI
+from memos.fields import (
+    DEFAULT_CUBE,
+    DEFAULT_SNAPSHOT_DTYPE,
+    SNAPSHOT_DTYPES,
+    ItemFields,
+    Progress,
+    TrainOptions,
+    UpdateFields,
+)
+from memos.filters import FilterArg
+from memos.parametric.config import TrainConfig
+from memos.plaintext import ingest
+from memos.plaintext.context import check_budget
 from memos.records import (
+    AdapterInfo,
     ContextBlock,
     CubeStats,
     ImportReport,
+    JobInfo,
     MemoryRecord,
     MemoryVersion,
+    Reply,
     SearchHit,
+    SnapshotInfo,
+    StateChange,
+)
+from memos.service import wire
+from memos.service.wire import cube_segment, id_segment
+from memos.validation import (
+    FIELD_LIMITS,
+    check_bool,
+    check_count,
+    check_cube_name,
+    check_history,
+    check_reason,
+    check_search,
+    check_string,
+    normalize_text,
+    parse_time,
 )
 
-if TYPE_CHECKING:
-    from memos.activation.tier import SnapshotInfo
-    from memos.chat import Reply
-    from memos.parametric.tier import AdapterInfo
-
-T = TypeVar("T")
-Filter = SearchFilter | Mapping[str, Any] | None
 _RETRY_STATUS = (502, 503, 504)
+#: Items sent per request by ``add_many`` (so ``progress`` can be reported).
+SEND_BATCH = 1000
 
 
-def _filter(value: Filter) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if isinstance(value, SearchFilter):
-        from dataclasses import asdict
-
-        data = asdict(value)
-        data["metadata"] = dict(value.metadata)
-        return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in data.items()}
-    return dict(value)
-
-
-def _jsonable(fields: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in fields.items()}
-
-
-def error_from(response: httpx.Response) -> errors.MemosError:
-    """The typed error a service answer stands for."""
-    try:
-        data = response.json()
-        name, message = str(data["error"]), str(data["message"])
-        detail = data.get("detail")
-    except (ValueError, KeyError, TypeError):
-        return errors.MemosError(f"HTTP {response.status_code}: {response.text[:200]}")
-    cls = getattr(errors, name, None)
-    if isinstance(cls, type) and issubclass(cls, errors.MemosError):
-        return cls(message)
-    if response.status_code in (400, 413, 422):
-        return errors.InvalidInputError(f"{message}: {detail}" if detail else message)
-    return errors.MemosError(f"{name}: {message}")
-
-
-class RemoteMemos:
+class RemoteMemos(MemoryAPI):
     """A memos service reached over HTTP, with the embedded ``Memos`` methods.
 
     Args:
@@ -104,6 +101,16 @@ class RemoteMemos:
         self.retries = retries
         self.job_wait_s = job_wait_s
         self.parametric = RemoteParametric(self)
+        self._max_text_chars: int | None = None
+
+    @property
+    def max_text_chars(self) -> int:
+        """The service's longest item text, asked once (arguments are checked
+        against it before they are sent, as the embedded SDK checks them)."""
+        if self._max_text_chars is None:
+            limits = self._call("GET", "/v1/limits", idempotent=True)
+            self._max_text_chars = int(limits["max_text_chars"])
+        return self._max_text_chars
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -120,12 +127,20 @@ class RemoteMemos:
                     break
             time.sleep(0.05 * 2**attempt)
         if response.status_code >= 400:
-            raise error_from(response)
-        return None if response.status_code == 204 else response.json()
+            raise wire.error_from(response)
+        if response.status_code == 204:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise errors.StoreError(f"the service answered {path} with no JSON") from None
 
     @staticmethod
     def _as(kind: Any, data: Any) -> Any:
-        return TypeAdapter(kind).validate_python(data)
+        try:
+            return TypeAdapter(kind).validate_python(data)
+        except ValidationError as exc:
+            raise errors.StoreError(f"unexpected answer from the service: {exc}") from None
 
     def close(self) -> None:
         self.http.close()
@@ -141,35 +156,47 @@ class RemoteMemos:
     def cubes(self) -> builtins.list[str]:
         return list(self._call("GET", "/v1/cubes", idempotent=True)["cubes"])
 
-    def create_cube(self, name: str) -> str:
-        self._call("POST", "/v1/cubes", json={"name": name})
+    def create_cube(self, name: str, owner_id: str | None = None) -> str:
+        cube_segment(name)
+        body: dict[str, Any] = {"name": name}
+        if owner_id is not None:
+            body["owner_id"] = check_string(owner_id, "owner_id", FIELD_LIMITS["user_id"])
+        self._call("POST", "/v1/cubes", json=body)
         return name
 
     def stats(self, cube: str = DEFAULT_CUBE) -> CubeStats:
-        data = self._call("GET", f"/v1/cubes/{cube}/stats", idempotent=True)
+        data = self._call("GET", f"/v1/cubes/{cube_segment(cube)}/stats", idempotent=True)
         return self._as(CubeStats, data)
 
     # -- writing -----------------------------------------------------------------------
 
-    def add(self, text: str, *, cube: str = DEFAULT_CUBE, **fields: Any) -> MemoryRecord:
-        data = self._call(
-            "POST", f"/v1/cubes/{cube}/items", json={"text": text, **_jsonable(fields)}
-        )
-        return self._as(MemoryRecord, data)
+    def add(
+        self, text: str, *, cube: str = DEFAULT_CUBE, **fields: Unpack[ItemFields]
+    ) -> MemoryRecord:
+        path = f"/v1/cubes/{cube_segment(cube)}/items"
+        item = ingest.from_mapping({"text": text, **fields}, self.max_text_chars, {})
+        return self._as(MemoryRecord, self._call("POST", path, json=wire.item_body(item)))
 
     def add_many(
         self,
         entries: Iterable[str | Mapping[str, Any]],
         *,
         cube: str = DEFAULT_CUBE,
-        **defaults: Any,
+        progress: Progress | None = None,
+        **defaults: Unpack[ItemFields],
     ) -> builtins.list[MemoryRecord]:
-        items = [
-            {**_jsonable(defaults), **({"text": e} if isinstance(e, str) else _jsonable(e))}
-            for e in entries
-        ]
-        data = self._call("POST", f"/v1/cubes/{cube}/items/batch", json={"items": items})
-        return self._as(list[MemoryRecord], data)
+        path = f"/v1/cubes/{cube_segment(cube)}/items/batch"
+        if isinstance(entries, str | bytes | Mapping):
+            raise errors.InvalidInputError("entries must be a list of strings or item dicts")
+        limit = self.max_text_chars
+        items = [wire.item_body(ingest.from_mapping(e, limit, defaults)) for e in entries]
+        stored: builtins.list[MemoryRecord] = []
+        for start in range(0, len(items), SEND_BATCH):
+            batch = items[start : start + SEND_BATCH]
+            stored += self._as(list[MemoryRecord], self._call("POST", path, json={"items": batch}))
+            if progress is not None:
+                progress(len(stored), len(items))
+        return stored
 
     def add_messages(
         self,
@@ -177,48 +204,68 @@ class RemoteMemos:
         *,
         cube: str = DEFAULT_CUBE,
         prefix_speaker: bool = True,
-        **defaults: Any,
+        progress: Progress | None = None,
+        **defaults: Unpack[ItemFields],
     ) -> builtins.list[MemoryRecord]:
+        path = f"/v1/cubes/{cube_segment(cube)}/messages"
+        if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable):
+            raise errors.InvalidInputError("messages must be a list of {role, content} dicts")
+        given = list(messages)
+        check_bool(prefix_speaker, "prefix_speaker")
+        ingest.from_messages(
+            given, max_chars=self.max_text_chars, prefix_speaker=True, defaults=defaults
+        )
         body: dict[str, Any] = {
-            "messages": [_jsonable(m) for m in messages],
+            "messages": [wire.message_body(m) for m in given],
             "prefix_speaker": prefix_speaker,
         }
         if defaults:
-            body["defaults"] = _jsonable(defaults)
-        data = self._call("POST", f"/v1/cubes/{cube}/messages", json=body)
-        return self._as(list[MemoryRecord], data)
+            body["defaults"] = wire.defaults_body(defaults)
+        stored = self._as(list[MemoryRecord], self._call("POST", path, json=body))
+        if progress is not None:
+            progress(len(stored), len(stored))
+        return stored
 
     def add_document(
-        self, text: str, *, cube: str = DEFAULT_CUBE, **defaults: Any
+        self, text: str, *, cube: str = DEFAULT_CUBE, **defaults: Unpack[ItemFields]
     ) -> builtins.list[MemoryRecord]:
-        body = {"text": text, **_jsonable(defaults)}
-        data = self._call("POST", f"/v1/cubes/{cube}/documents", json=body)
-        return self._as(list[MemoryRecord], data)
+        body = {
+            "text": normalize_text(text, ingest.DOCUMENT_MAX_CHARS),
+            **wire.defaults_body(defaults),
+        }
+        path = f"/v1/cubes/{cube_segment(cube)}/documents"
+        return self._as(list[MemoryRecord], self._call("POST", path, json=body))
 
-    def update(self, item_id: str, text: str | None = None, **changes: Any) -> MemoryRecord:
-        body = _jsonable(changes) if text is None else {"text": text, **_jsonable(changes)}
-        data = self._call("PATCH", f"/v1/items/{item_id}", json=body)
-        return self._as(MemoryRecord, data)
+    def update(
+        self, item_id: str, text: str | None = None, **changes: Unpack[UpdateFields]
+    ) -> MemoryRecord:
+        body = wire.update_body(text, changes, self.max_text_chars)
+        path = f"/v1/items/{id_segment(item_id, 'memory item', errors.UnknownItemError)}"
+        return self._as(MemoryRecord, self._call("PATCH", path, json=body))
 
     def delete(self, item_id: str, reason: str = "user") -> MemoryRecord:
-        data = self._call("DELETE", f"/v1/items/{item_id}", params={"reason": reason})
-        return self._as(MemoryRecord, data)
+        params = {"reason": check_reason(reason)}
+        path = f"/v1/items/{id_segment(item_id, 'memory item', errors.UnknownItemError)}"
+        return self._as(MemoryRecord, self._call("DELETE", path, params=params))
 
     def restore(self, item_id: str) -> MemoryRecord:
-        data = self._call("POST", f"/v1/items/{item_id}/restore")
-        return self._as(MemoryRecord, data)
+        segment = id_segment(item_id, "memory item", errors.UnknownItemError)
+        return self._as(MemoryRecord, self._call("POST", f"/v1/items/{segment}/restore"))
 
     def purge(self, item_id: str, reason: str = "user") -> None:
-        self._call("POST", f"/v1/items/{item_id}/purge", params={"reason": reason})
+        params = {"reason": check_reason(reason)}
+        segment = id_segment(item_id, "memory item", errors.UnknownItemError)
+        self._call("POST", f"/v1/items/{segment}/purge", params=params)
 
     # -- reading -----------------------------------------------------------------------
 
     def get(self, item_id: str) -> MemoryRecord:
-        data = self._call("GET", f"/v1/items/{item_id}", idempotent=True)
-        return self._as(MemoryRecord, data)
+        segment = id_segment(item_id, "memory item", errors.UnknownItemError)
+        return self._as(MemoryRecord, self._call("GET", f"/v1/items/{segment}", idempotent=True))
 
     def history(self, item_id: str) -> builtins.list[MemoryVersion]:
-        data = self._call("GET", f"/v1/items/{item_id}/history", idempotent=True)
+        segment = id_segment(item_id, "memory item", errors.UnknownItemError)
+        data = self._call("GET", f"/v1/items/{segment}/history", idempotent=True)
         return self._as(list[MemoryVersion], data)
 
     def search(
@@ -227,12 +274,15 @@ class RemoteMemos:
         *,
         cube: str = DEFAULT_CUBE,
         k: int = 10,
-        filter: Filter = None,
+        filter: FilterArg = None,
         mode: str = "hybrid",
     ) -> builtins.list[SearchHit]:
-        body = {"query": query, "k": k, "mode": mode, "filter": _filter(filter)}
-        data = self._call("POST", f"/v1/cubes/{cube}/search", json=body, idempotent=True)
-        return self._as(list[SearchHit], data)
+        path = f"/v1/cubes/{cube_segment(cube)}/search"
+        text = normalize_text(query, self.max_text_chars)
+        flt = wire.filter_body(filter)
+        check_search(k, mode)
+        body = {"query": text, "k": k, "mode": mode, "filter": flt}
+        return self._as(list[SearchHit], self._call("POST", path, json=body, idempotent=True))
 
     def context(
         self,
@@ -241,44 +291,57 @@ class RemoteMemos:
         budget_tokens: int = 512,
         cube: str = DEFAULT_CUBE,
         k: int = 20,
-        filter: Filter = None,
+        filter: FilterArg = None,
     ) -> ContextBlock:
-        body = {"query": query, "budget_tokens": budget_tokens, "k": k, "filter": _filter(filter)}
-        data = self._call("POST", f"/v1/cubes/{cube}/context", json=body, idempotent=True)
-        return self._as(ContextBlock, data)
+        path = f"/v1/cubes/{cube_segment(cube)}/context"
+        check_budget(budget_tokens)
+        text, flt = normalize_text(query, self.max_text_chars), wire.filter_body(filter)
+        check_search(k, "hybrid")
+        body = {"query": text, "budget_tokens": budget_tokens, "k": k, "filter": flt}
+        return self._as(ContextBlock, self._call("POST", path, json=body, idempotent=True))
 
     def mark_used(self, item_ids: Iterable[str]) -> None:
-        ids = [item_ids] if isinstance(item_ids, str) else list(item_ids)
-        self._call("POST", "/v1/recalls", json={"ids": ids}, idempotent=True)
+        ids = wire.ids_body(item_ids)
+        if ids:
+            self._call("POST", "/v1/recalls", json={"ids": ids}, idempotent=True)
 
     def list(
-        self, *, cube: str = DEFAULT_CUBE, filter: Filter = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        cube: str = DEFAULT_CUBE,
+        filter: FilterArg = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> builtins.list[MemoryRecord]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        flt = _filter(filter) or {}
-        for name in ("user_id", "agent_id", "session_id", "speaker", "role"):
-            if flt.get(name) is not None:
-                params[name] = flt[name]
-        if flt.get("tags"):
-            params["tag"] = list(flt["tags"])
-        if flt.get("states"):
-            params["state"] = list(flt["states"])
-        data = self._call("GET", f"/v1/cubes/{cube}/items", params=params, idempotent=True)
-        return self._as(list[MemoryRecord], data)
+        path = f"/v1/cubes/{cube_segment(cube)}/items/query"
+        check_count(limit, "limit", 1)
+        check_count(offset, "offset", 0)
+        body = {"filter": wire.filter_body(filter), "limit": limit, "offset": offset}
+        return self._as(list[MemoryRecord], self._call("POST", path, json=body, idempotent=True))
 
-    def decay(self, *, cube: str, dry_run: bool = False) -> builtins.list[StateChange]:
-        data = self._call("POST", f"/v1/cubes/{cube}/decay", json={"dry_run": dry_run})
-        return self._as(list[StateChange], data)
+    # -- lifecycle, export and import ---------------------------------------------------
 
-    # -- export and import -----------------------------------------------------------
+    def decay(
+        self, *, cube: str | None = None, now: datetime | None = None, dry_run: bool = False
+    ) -> builtins.list[StateChange]:
+        at = parse_time(now, "now")
+        check_bool(dry_run, "dry_run")
+        body: dict[str, Any] = {"dry_run": dry_run}
+        if at is not None:
+            body["now"] = at.isoformat()
+        changes: builtins.list[StateChange] = []
+        for name in [cube] if cube is not None else self.cubes():
+            data = self._call("POST", f"/v1/cubes/{cube_segment(name)}/decay", json=body)
+            changes += self._as(list[StateChange], data)
+        return changes
 
     def export_lines(self, cube: str | None = None) -> Iterator[str]:
         """The export as JSON lines, streamed from the service."""
-        params = {"cube": cube} if cube is not None else {}
+        params = _cube_param(cube)
         with self.http.stream("GET", "/v1/export", params=params) as response:
             if response.status_code >= 400:
                 response.read()
-                raise error_from(response)
+                raise wire.error_from(response)
             # split on b"\n" only: httpx's iter_lines() also splits on U+2028
             # and form feeds, which JSON leaves unescaped inside strings
             pending = b""
@@ -293,7 +356,11 @@ class RemoteMemos:
     def export_jsonl(self, out: str | Path | IO[str], *, cube: str | None = None) -> int:
         """Write the export to ``out`` (a path or a text stream); returns the item count."""
         if isinstance(out, str | Path):
-            with open(out, "w", encoding="utf-8") as handle:
+            try:
+                handle = open(out, "w", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                raise errors.PathError(f"cannot write {out}: {exc.strerror or exc}") from None
+            with handle:
                 return self.export_jsonl(handle, cube=cube)
         count = -1
         for line in self.export_lines(cube):
@@ -305,21 +372,33 @@ class RemoteMemos:
         self, source: str | Path | IO[str], *, cube: str | None = None
     ) -> ImportReport:
         """Send an export to the service (needs an admin key)."""
-        if isinstance(source, str | Path):
-            text = Path(source).read_text(encoding="utf-8")
-        else:
-            text = source.read()
-        params = {"cube": cube} if cube is not None else {}
+        try:
+            text = (
+                Path(source).read_text(encoding="utf-8")
+                if isinstance(source, str | Path)
+                else source.read()
+            )
+        except UnicodeDecodeError as exc:
+            raise errors.ImportFormatError(f"{source} is not valid UTF-8: {exc}") from None
+        except OSError as exc:
+            raise errors.PathError(f"cannot read {source}: {exc.strerror or exc}") from None
+        if not isinstance(text, str):
+            raise errors.ImportFormatError("an import source must give text, not bytes")
+        try:
+            payload = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise errors.ImportFormatError(f"the export is not valid Unicode: {exc}") from None
+        params = _cube_param(cube)
         data = self._call(
             "POST",
             "/v1/import",
             params=params,
-            content=text.encode("utf-8"),
+            content=payload,
             headers={"Content-Type": "application/x-ndjson"},
         )
         return self._as(ImportReport, data)
 
-    # -- the language model ------------------------------------------------------------
+    # -- the model tiers -----------------------------------------------------------------
 
     def _follow(self, job_id: str) -> dict[str, Any]:
         """Wait for a job to finish; its result, or its error raised as the typed error."""
@@ -330,11 +409,7 @@ class RemoteMemos:
             if job["status"] == "done":
                 return dict(job["result"])
             if job["status"] == "failed":
-                name, _, message = str(job["error"]).partition(": ")
-                cls = getattr(errors, name, None)
-                if isinstance(cls, type) and issubclass(cls, errors.MemosError):
-                    raise cls(message)
-                raise errors.MemosError(f"job {job_id} failed: {job['error']}")
+                raise wire.job_failure(job)
             if time.monotonic() > deadline:
                 raise errors.StoreError(f"job {job_id} is still {job['status']} after waiting")
             time.sleep(pause)
@@ -346,6 +421,24 @@ class RemoteMemos:
             raise errors.InvalidInputError(f"no {what} was made: {result.get('skipped', result)}")
         return str(result["artifact"])
 
+    def chat(
+        self,
+        message: str,
+        *,
+        cube: str = DEFAULT_CUBE,
+        history: Sequence[Mapping[str, str]] = (),
+        max_new_tokens: int = 64,
+        use_snapshot: bool = True,
+    ) -> Reply:
+        body = {
+            "message": normalize_text(message),
+            "history": check_history(history),
+            "max_new_tokens": check_count(max_new_tokens, "max_new_tokens", 1, 4096),
+            "use_snapshot": check_bool(use_snapshot, "use_snapshot"),
+        }
+        path = f"/v1/cubes/{cube_segment(cube)}/chat"
+        return self._as(Reply, self._call("POST", path, json=body))
+
     def build_snapshot(
         self,
         cube: str = DEFAULT_CUBE,
@@ -353,57 +446,92 @@ class RemoteMemos:
         query: str | None = None,
         items: Sequence[MemoryRecord] | None = None,
         max_tokens: int = 1024,
-        dtype: str = DEFAULT_DTYPE,
+        dtype: str = DEFAULT_SNAPSHOT_DTYPE,
     ) -> SnapshotInfo:
         """As ``Memos.build_snapshot``: the service builds it as a job, followed here."""
-        from memos.activation.tier import SnapshotInfo
-
-        body: dict[str, Any] = {"query": query, "max_tokens": max_tokens, "dtype": dtype}
+        if dtype not in SNAPSHOT_DTYPES:
+            raise errors.InvalidInputError(
+                f"dtype={dtype!r}; allowed: {', '.join(SNAPSHOT_DTYPES)}"
+            )
+        body: dict[str, Any] = {
+            "query": None if query is None else normalize_text(query),
+            "max_tokens": check_count(max_tokens, "max_tokens", 16),
+            "dtype": dtype,
+        }
         if items is not None:
-            body["items"] = [r.id for r in items]
-        queued = self._call("POST", f"/v1/cubes/{cube}/snapshots", json=body)
-        snapshot_id = self._artifact(queued, "snapshot")
-        found = self._call("GET", "/v1/snapshots", params={"cube": cube}, idempotent=True)
-        return self._as(SnapshotInfo, next(s for s in found if s["id"] == snapshot_id))
+            body["items"] = wire.ids_body(r.id for r in items)
+        path = f"/v1/cubes/{cube_segment(cube)}/snapshots"
+        snapshot_id = self._artifact(self._call("POST", path, json=body), "snapshot")
+        return next(s for s in self.snapshots(cube) if s.id == snapshot_id)
 
     def consolidate(
         self,
         cube: str = DEFAULT_CUBE,
         *,
         items: Sequence[MemoryRecord] | None = None,
-        filter: Filter = None,
-        progress: Callable[[int, int], None] | None = None,
-        **train_options: Any,
+        filter: FilterArg = None,
+        progress: Progress | None = None,
+        **options: Unpack[TrainOptions],
     ) -> AdapterInfo:
         """As ``Memos.consolidate``: the service trains as a job, followed here
-        (``progress`` is not called: the steps run on the service)."""
-        body: dict[str, Any] = {"filter": _filter(filter), **train_options}
+        (``progress`` is called once, when it is done)."""
+        TrainConfig.from_options(options)
+        body: dict[str, Any] = {"filter": wire.filter_body(filter), **options}
         if body.get("layers") is not None:
             body["layers"] = list(body["layers"])
         if items is not None:
-            body["items"] = [r.id for r in items]
-        queued = self._call("POST", f"/v1/cubes/{cube}/adapters", json=body)
-        adapter_id = self._artifact(queued, "adapter")
-        return self.parametric.info(adapter_id)
+            body["items"] = wire.ids_body(r.id for r in items)
+        path = f"/v1/cubes/{cube_segment(cube)}/adapters"
+        adapter_id = self._artifact(self._call("POST", path, json=body), "adapter")
+        if progress is not None:
+            progress(1, 1)
+        return next(a for a in self.adapters(cube) if a.id == adapter_id)
 
-    def chat(
-        self,
-        message: str,
-        *,
-        cube: str = DEFAULT_CUBE,
-        history: Sequence[dict[str, str]] = (),
-        max_new_tokens: int = 64,
-        use_snapshot: bool = True,
-    ) -> Reply:
-        from memos.chat import Reply
+    def snapshots(self, cube: str | None = None) -> builtins.list[SnapshotInfo]:
+        params = _cube_param(cube)
+        data = self._call("GET", "/v1/snapshots", params=params, idempotent=True)
+        return self._as(list[SnapshotInfo], data)
 
-        body = {
-            "message": message,
-            "history": list(history),
-            "max_new_tokens": max_new_tokens,
-            "use_snapshot": use_snapshot,
-        }
-        return self._as(Reply, self._call("POST", f"/v1/cubes/{cube}/chat", json=body))
+    def remove_snapshot(self, snapshot_id: str) -> None:
+        segment = id_segment(snapshot_id, "snapshot", errors.UnknownSnapshotError)
+        self._call("DELETE", f"/v1/snapshots/{segment}")
+
+    def adapters(self, cube: str | None = None) -> builtins.list[AdapterInfo]:
+        params = _cube_param(cube)
+        data = self._call("GET", "/v1/adapters", params=params, idempotent=True)
+        return self._as(list[AdapterInfo], data)
+
+    def attach_adapter(self, adapter_id: str) -> AdapterInfo:
+        segment = id_segment(adapter_id, "adapter", errors.UnknownAdapterError)
+        return self._as(AdapterInfo, self._call("POST", f"/v1/adapters/{segment}/attach"))
+
+    def detach_adapter(self, adapter_id: str) -> AdapterInfo:
+        segment = id_segment(adapter_id, "adapter", errors.UnknownAdapterError)
+        return self._as(AdapterInfo, self._call("POST", f"/v1/adapters/{segment}/detach"))
+
+    def remove_adapter(self, adapter_id: str) -> None:
+        segment = id_segment(adapter_id, "adapter", errors.UnknownAdapterError)
+        self._call("DELETE", f"/v1/adapters/{segment}")
+
+    def jobs(
+        self, statuses: Sequence[str] | None = None, limit: int = 200
+    ) -> builtins.list[JobInfo]:
+        check_count(limit, "limit", 1, 1000)
+        params: dict[str, Any] = {"limit": limit}
+        if statuses is not None:
+            params["status"] = [check_string(s, "status") for s in statuses]
+        return self._as(
+            list[JobInfo], self._call("GET", "/v1/jobs", params=params, idempotent=True)
+        )
+
+    def job(self, job_id: str) -> JobInfo:
+        segment = id_segment(job_id, "job", errors.UnknownJobError)
+        return self._as(JobInfo, self._call("GET", f"/v1/jobs/{segment}", idempotent=True))
+
+
+def _cube_param(cube: str | None) -> dict[str, str]:
+    """A cube as a query parameter (checked; httpx encodes it)."""
+    return {} if cube is None else {"cube": check_cube_name(cube, stored=False)}
 
 
 class RemoteParametric:
@@ -413,11 +541,7 @@ class RemoteParametric:
         self.remote = remote
 
     def adapters(self, cube: str | None = None) -> builtins.list[AdapterInfo]:
-        from memos.parametric.tier import AdapterInfo
-
-        params = {"cube": cube} if cube is not None else {}
-        data = self.remote._call("GET", "/v1/adapters", params=params, idempotent=True)
-        return self.remote._as(list[AdapterInfo], data)
+        return self.remote.adapters(cube)
 
     def info(self, adapter_id: str) -> AdapterInfo:
         for adapter in self.adapters():
@@ -427,13 +551,7 @@ class RemoteParametric:
 
     def attach(self, adapter_id: str) -> AdapterInfo:
         """Attach an adapter (recorded: every service worker serves with it)."""
-        from memos.parametric.tier import AdapterInfo
-
-        data = self.remote._call("POST", f"/v1/adapters/{adapter_id}/attach")
-        return self.remote._as(AdapterInfo, data)
+        return self.remote.attach_adapter(adapter_id)
 
     def detach(self, adapter_id: str) -> AdapterInfo:
-        from memos.parametric.tier import AdapterInfo
-
-        data = self.remote._call("POST", f"/v1/adapters/{adapter_id}/detach")
-        return self.remote._as(AdapterInfo, data)
+        return self.remote.detach_adapter(adapter_id)

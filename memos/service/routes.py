@@ -12,28 +12,29 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from memos.chat import Reply
 from memos.errors import ImportFormatError
-from memos.lifecycle.decay import StateChange
 from memos.parametric.config import TrainConfig
 from memos.records import (
+    AdapterInfo,
     ContextBlock,
     CubeStats,
     ImportReport,
+    JobInfo,
     MemoryRecord,
     MemoryVersion,
+    Reply,
     SearchHit,
+    SnapshotInfo,
+    StateChange,
 )
-from memos.scheduler.jobs import JobInfo
 from memos.service import http_errors
 from memos.service.callers import Admin, CubeName, Reader, Writer, state_of
 from memos.service.schemas import (
-    CUBE_NAME,
     AddIn,
     AddManyIn,
     ChatIn,
@@ -44,6 +45,8 @@ from memos.service.schemas import (
     DocumentIn,
     ErrorOut,
     FilterIn,
+    Limits,
+    ListIn,
     MarkUsedIn,
     MessagesIn,
     RunQueued,
@@ -51,7 +54,11 @@ from memos.service.schemas import (
     SnapshotIn,
     TrainIn,
     UpdateIn,
+    train_options,
 )
+from memos.validation import CUBE_NAME_MAX_CHARS
+
+JobStatus = Literal["planned", "running", "done", "failed"]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in http_errors.DOCUMENTED
@@ -62,6 +69,12 @@ v1 = APIRouter(prefix="/v1", responses=_ERRORS)
 # -- cubes -------------------------------------------------------------------------
 
 
+@v1.get("/limits", response_model=Limits)
+def limits(who: Reader) -> Limits:
+    """The store's limits on what callers send (checked by the remote SDK first)."""
+    return Limits(max_text_chars=who.memos.max_text_chars)
+
+
 @v1.get("/cubes", response_model=CubeList)
 def list_cubes(who: Reader) -> CubeList:
     return CubeList(cubes=who.memos.cubes())
@@ -69,7 +82,7 @@ def list_cubes(who: Reader) -> CubeList:
 
 @v1.post("/cubes", response_model=CubeList, status_code=201)
 def create_cube(body: CubeIn, who: Writer) -> CubeList:
-    who.memos.create_cube(body.name)
+    who.memos.create_cube(body.name, body.owner_id)
     return CubeList(cubes=who.memos.cubes())
 
 
@@ -138,6 +151,13 @@ def list_items(
     return who.memos.list(cube=cube, filter=flt.to_filter(), limit=limit, offset=offset)
 
 
+@v1.post("/cubes/{cube}/items/query", response_model=list[MemoryRecord])
+def query_items(cube: CubeName, body: ListIn, who: Reader) -> list[MemoryRecord]:
+    """A page of the cube's items matching any filter, newest first (``Memos.list``)."""
+    flt = body.filter.to_filter() if body.filter else None
+    return who.memos.list(cube=cube, filter=flt, limit=body.limit, offset=body.offset)
+
+
 @v1.post("/cubes/{cube}/search", response_model=list[SearchHit])
 def search(cube: CubeName, body: SearchIn, who: Reader) -> list[SearchHit]:
     flt = body.filter.to_filter() if body.filter else None
@@ -194,7 +214,7 @@ def purge_item(item_id: str, who: Admin, reason: str = "user") -> None:
 
 @v1.post("/cubes/{cube}/decay", response_model=list[StateChange])
 def decay(cube: CubeName, body: DecayIn, who: Writer) -> list[StateChange]:
-    return who.memos.decay(cube=cube, dry_run=body.dry_run)
+    return who.memos.decay(cube=cube, now=body.now, dry_run=body.dry_run)
 
 
 # -- export and import -------------------------------------------------------------
@@ -206,7 +226,8 @@ def decay(cube: CubeName, body: DecayIn, who: Writer) -> list[StateChange]:
     responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}},
 )
 def export_items(
-    who: Reader, cube: Annotated[str | None, Query(pattern=CUBE_NAME)] = None
+    who: Reader,
+    cube: Annotated[str | None, Query(min_length=1, max_length=CUBE_NAME_MAX_CHARS)] = None,
 ) -> StreamingResponse:
     """The caller's items (one cube, or all) as JSON lines, header first, streamed."""
     lines = who.memos.export_lines(cube)
@@ -229,7 +250,9 @@ _NDJSON_BODY = {
 
 @v1.post("/import", response_model=ImportReport, openapi_extra=_NDJSON_BODY)
 async def import_items(
-    request: Request, who: Admin, cube: Annotated[str | None, Query(pattern=CUBE_NAME)] = None
+    request: Request,
+    who: Admin,
+    cube: Annotated[str | None, Query(min_length=1, max_length=CUBE_NAME_MAX_CHARS)] = None,
 ) -> ImportReport:
     """Import an export (JSON lines) into the caller's cubes; existing ids are skipped."""
     try:
@@ -260,8 +283,12 @@ def scheduler_run(cube: CubeName, who: Admin, request: Request) -> RunQueued:
 
 
 @v1.get("/jobs", response_model=list[JobInfo])
-def list_jobs(who: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[JobInfo]:
-    return who.memos.jobs(limit=limit)
+def list_jobs(
+    who: Reader,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    status: Annotated[list[JobStatus] | None, Query()] = None,
+) -> list[JobInfo]:
+    return who.memos.jobs(status, limit=limit)
 
 
 @v1.get("/jobs/{job_id}", response_model=JobInfo)
@@ -269,9 +296,12 @@ def get_job(job_id: str, who: Reader) -> JobInfo:
     return who.memos.job(job_id)
 
 
-@v1.get("/snapshots", response_model=list[dict[str, Any]])
-def list_snapshots(who: Reader, cube: str | None = None) -> list[dict[str, Any]]:
-    return [s.to_dict() for s in who.memos.snapshots(cube)]
+OptionalCube = Annotated[str | None, Query(min_length=1, max_length=CUBE_NAME_MAX_CHARS)]
+
+
+@v1.get("/snapshots", response_model=list[SnapshotInfo])
+def list_snapshots(who: Reader, cube: OptionalCube = None) -> list[SnapshotInfo]:
+    return who.memos.snapshots(cube)
 
 
 @v1.delete("/snapshots/{snapshot_id}", status_code=204)
@@ -279,9 +309,9 @@ def remove_snapshot(snapshot_id: str, who: Writer) -> None:
     who.memos.remove_snapshot(snapshot_id)
 
 
-@v1.get("/adapters", response_model=list[dict[str, Any]])
-def list_adapters(who: Reader, cube: str | None = None) -> list[dict[str, Any]]:
-    return [a.to_dict() for a in who.memos.adapters(cube)]
+@v1.get("/adapters", response_model=list[AdapterInfo])
+def list_adapters(who: Reader, cube: OptionalCube = None) -> list[AdapterInfo]:
+    return who.memos.adapters(cube)
 
 
 @v1.delete("/adapters/{adapter_id}", status_code=204)
@@ -310,15 +340,15 @@ def train_adapter(cube: CubeName, body: TrainIn, who: Writer, request: Request) 
     or those matching ``filter``) with ``TrainConfig`` settings. Training is a
     job (``GET /v1/jobs/{id}``; its result's ``artifact`` is the adapter id);
     the adapter starts detached."""
-    config = TrainConfig(**body.train_options())
+    config = TrainConfig.from_options(train_options(body))
     flt = body.filter.to_filter() if body.filter else None
     run_id, job_ids = who.memos.enqueue_training(cube, items=body.items, filter=flt, config=config)
     state_of(request).apply_later(who.memos, job_ids)
     return RunQueued(run_id=run_id, jobs=job_ids)
 
 
-@v1.post("/adapters/{adapter_id}/attach", response_model=dict[str, Any])
-def attach_adapter(adapter_id: str, who: Writer) -> dict[str, Any]:
+@v1.post("/adapters/{adapter_id}/attach", response_model=AdapterInfo)
+def attach_adapter(adapter_id: str, who: Writer) -> AdapterInfo:
     """Attach an adapter: its cube's chats are answered with it on the model.
 
     The attached flag is a database row, not worker state: before generating,
@@ -327,15 +357,15 @@ def attach_adapter(adapter_id: str, who: Writer) -> dict[str, Any]:
     or detach made through one worker holds for the next chat in any worker.
     A stale adapter (a source changed) cannot be attached (400).
     """
-    return dict(who.memos.attach_adapter(adapter_id).to_dict())
+    return who.memos.attach_adapter(adapter_id)
 
 
-@v1.post("/adapters/{adapter_id}/detach", response_model=dict[str, Any])
-def detach_adapter(adapter_id: str, who: Writer) -> dict[str, Any]:
+@v1.post("/adapters/{adapter_id}/detach", response_model=AdapterInfo)
+def detach_adapter(adapter_id: str, who: Writer) -> AdapterInfo:
     """Detach an adapter (its file stays). Recorded in the database, so every
     worker takes it off its model before its next chat in the cube
     (``ParametricTier.sync``)."""
-    return dict(who.memos.detach_adapter(adapter_id).to_dict())
+    return who.memos.detach_adapter(adapter_id)
 
 
 @v1.post("/cubes/{cube}/chat", response_model=Reply)

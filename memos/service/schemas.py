@@ -1,22 +1,35 @@
 """Request and error bodies of the HTTP API (pydantic), so the OpenAPI schema is exact.
 
+The bodies that carry a call's optional fields are made from the field lists of
+:mod:`memos.fields` by :func:`body_of`, so a field added there is a field of
+the API (and of the MCP tools) with no second list to keep. On the wire, types
+are strict (JSON ``false`` is not ``0``) and times are ISO 8601 strings.
+
 Responses reuse the SDK's frozen records (:mod:`memos.records`), which FastAPI
 serialises as they are: the remote SDK rebuilds the same records from them.
 """
 
 from __future__ import annotations
 
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from memos.plaintext.filters import SearchFilter
+from memos import fields as api_fields
+from memos.filters import MAX_EXCLUDED, SearchFilter
+from memos.validation import CUBE_NAME_MAX_CHARS
 
 # Strict numbers and flags: JSON false is not 0, 1 is not true.
 SFloat = Annotated[float, Field(strict=True)]
+SInt = Annotated[int, Field(strict=True)]
 SBool = Annotated[bool, Field(strict=True)]
 Scalar = str | int | float | bool
+#: Most entries one request may carry (items, messages, ids).
+MAX_BATCH = 10_000
 
 
 def _iso(value: Any) -> Any:
@@ -37,29 +50,72 @@ class _Body(BaseModel):
         return self.model_dump(exclude_unset=True, exclude_none=True)
 
 
-class ItemFields(_Body):
-    """Optional fields of a memory (see ``Memos.add``)."""
-
-    metadata: dict[str, Any] | None = None
-    tags: list[str] | None = None
-    user_id: str | None = None
-    agent_id: str | None = None
-    source: str | None = None
-    session_id: str | None = None
-    speaker: str | None = None
-    role: str | None = None
-    event_time: When | None = None
-    pinned: SBool | None = None
-    trust: SFloat | None = None
-    importance: SFloat | None = None
+_TIMESTAMP = set(typing.get_args(api_fields.Timestamp))
 
 
-class AddIn(ItemFields):
-    text: str
+def wire_type(kind: Any) -> Any:
+    """The JSON form of an SDK field type: strict scalars, ISO times, lists, dicts."""
+    origin = typing.get_origin(kind)
+    if origin in (Union, types.UnionType):
+        parts = list(typing.get_args(kind))
+        if set(parts) >= _TIMESTAMP:  # a point in time travels as an ISO 8601 string
+            parts = [When, *(p for p in parts if p not in _TIMESTAMP)]
+        return Union[tuple(p if p is When else wire_type(p) for p in parts)]  # noqa: UP007
+    if origin is Literal or kind is type(None) or kind is Any:
+        return kind
+    if origin is not None and issubclass(origin, Mapping):
+        key, value = typing.get_args(kind)
+        return dict[key, value]  # type: ignore[valid-type]
+    if origin is not None and issubclass(origin, Sequence):
+        (entry,) = typing.get_args(kind)
+        return list[wire_type(entry)]  # type: ignore[misc]
+    return {bool: SBool, float: SFloat, int: SInt, str: str}[kind]
+
+
+def body_of(name: str, typed: type, *, doc: str, **extra: Any) -> type[_Body]:
+    """A request body whose optional fields are those of the typed dict ``typed``
+    (each ``None`` by default: unset fields keep the library's defaults), plus
+    ``extra`` fields given as ``(type, default)``."""
+    hints = typing.get_type_hints(typed)
+    definitions: dict[str, Any] = {
+        field: (wire_type(kind) | None, None) for field, kind in hints.items()
+    }
+    definitions.update(extra)
+    model = create_model(name, __base__=_Body, __doc__=doc, **definitions)
+    return model
+
+
+if TYPE_CHECKING:  # made at run time from the field lists; plain bodies to mypy
+    ItemFields: TypeAlias = _Body
+    AddIn: TypeAlias = _Body
+    DocumentIn: TypeAlias = _Body
+    UpdateIn: TypeAlias = _Body
+else:
+    ItemFields = body_of(
+        "ItemFields", api_fields.ItemFields, doc="Optional fields of a memory (see ``Memos.add``)."
+    )
+    AddIn = body_of(
+        "AddIn",
+        api_fields.ItemFields,
+        doc="One memory to store (see ``Memos.add``).",
+        text=(str, ...),
+    )
+    DocumentIn = body_of(
+        "DocumentIn",
+        api_fields.ItemFields,
+        doc="A long text to store as chunks (see ``Memos.add_document``).",
+        text=(str, ...),
+    )
+    UpdateIn = body_of(
+        "UpdateIn",
+        api_fields.UpdateFields,
+        doc="A new version of an item (see ``Memos.update``); unset fields are kept.",
+        text=(str | None, None),
+    )
 
 
 class AddManyIn(_Body):
-    items: list[AddIn] = Field(max_length=10_000)
+    items: list[AddIn] = Field(max_length=MAX_BATCH)
 
 
 class MessageIn(_Body):
@@ -67,30 +123,14 @@ class MessageIn(_Body):
     content: str
     name: str | None = None
     timestamp: When | None = None
+    session_id: str | None = None
     metadata: dict[str, Any] | None = None
 
 
 class MessagesIn(_Body):
-    messages: list[MessageIn] = Field(max_length=10_000)
+    messages: list[MessageIn] = Field(max_length=MAX_BATCH)
     prefix_speaker: SBool = True
     defaults: ItemFields | None = None
-
-
-class DocumentIn(ItemFields):
-    text: str
-
-
-class UpdateIn(_Body):
-    text: str | None = None
-    metadata: dict[str, Any] | None = None
-    tags: list[str] | None = None
-    speaker: str | None = None
-    role: str | None = None
-    session_id: str | None = None
-    event_time: When | None = None
-    pinned: SBool | None = None
-    trust: SFloat | None = None
-    reason: str | None = None
 
 
 class FilterIn(_Body):
@@ -106,7 +146,7 @@ class FilterIn(_Body):
     since: When | None = None
     until: When | None = None
     metadata: dict[str, Scalar] | None = None
-    exclude_ids: list[str] | None = Field(default=None, max_length=10_000)
+    exclude_ids: list[str] | None = Field(default=None, max_length=MAX_EXCLUDED)
 
     def to_filter(self) -> SearchFilter:
         return SearchFilter.from_value(self.fields())
@@ -115,7 +155,7 @@ class FilterIn(_Body):
 class SearchIn(_Body):
     query: str
     k: int = Field(10, ge=1, le=1000, strict=True)
-    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    mode: api_fields.SearchMode = "hybrid"
     filter: FilterIn | None = None
 
 
@@ -126,54 +166,56 @@ class ContextIn(_Body):
     filter: FilterIn | None = None
 
 
+class ListIn(_Body):
+    """A page of a cube's items, newest first (see ``Memos.list``)."""
+
+    filter: FilterIn | None = None
+    limit: int = Field(50, ge=1, le=1000, strict=True)
+    offset: int = Field(0, ge=0, strict=True)
+
+
 class MarkUsedIn(_Body):
-    ids: list[str] = Field(min_length=1, max_length=10_000)
+    ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class DecayIn(_Body):
     dry_run: SBool = False
+    now: When | None = None
 
 
 class SnapshotIn(_Body):
     """What to snapshot (see ``Memos.build_snapshot``): the given items, else the
     best for ``query``, else the newest."""
 
-    items: list[str] | None = Field(None, min_length=1, max_length=10_000)
+    items: list[str] | None = Field(None, min_length=1, max_length=MAX_BATCH)
     query: str | None = None
     max_tokens: int = Field(1024, ge=16, le=1_000_000, strict=True)
-    dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"  # snapshot.DEFAULT_DTYPE
+    dtype: api_fields.SnapshotDtype = api_fields.DEFAULT_SNAPSHOT_DTYPE
 
 
-class TrainIn(_Body):
-    """What to consolidate and how (see ``Memos.consolidate`` and ``TrainConfig``):
-    the given items, else the cube's items matching ``filter``. Unset settings
-    keep ``TrainConfig``'s defaults."""
+if TYPE_CHECKING:
 
-    items: list[str] | None = Field(None, min_length=1, max_length=10_000)
-    filter: FilterIn | None = None
-    rank: int | None = Field(None, ge=1, le=4096, strict=True)
-    layers: list[Annotated[int, Field(ge=0, strict=True)]] | None = Field(
-        None, min_length=1, max_length=256
+    class TrainIn(_Body):
+        items: list[str] | None
+        filter: FilterIn | None
+
+else:
+    TrainIn = body_of(
+        "TrainIn",
+        api_fields.TrainOptions,
+        doc="What to consolidate and how (see ``Memos.consolidate``): the given items, else "
+        "the cube's items matching ``filter``. Unset settings keep ``TrainConfig``'s defaults.",
+        items=(list[str] | None, Field(None, min_length=1, max_length=MAX_BATCH)),
+        filter=(FilterIn | None, None),
     )
-    steps: int | None = Field(None, ge=1, le=100_000, strict=True)
-    batch_size: int | None = Field(None, ge=1, le=4096, strict=True)
-    lr: float | None = Field(None, gt=0, le=10, strict=True)
-    locality_weight: float | None = Field(None, ge=0, le=100, strict=True)
-    locality_batch: int | None = Field(None, ge=1, le=4096, strict=True)
-    gate: bool | None = Field(None, strict=True)
-    target_loss: float | None = Field(None, ge=0, strict=True)
-    patience: int | None = Field(None, ge=1, le=10_000, strict=True)
-    seed: int | None = Field(None, ge=0, strict=True)
-    backend: Literal["auto", "triton", "reference"] | None = None
 
-    def train_options(self) -> dict[str, Any]:
-        """The ``TrainConfig`` fields the caller set."""
-        options = self.fields()
-        options.pop("items", None)
-        options.pop("filter", None)
-        if "layers" in options:
-            options["layers"] = tuple(options["layers"])
-        return options
+
+def train_options(body: BaseModel) -> dict[str, Any]:
+    """The ``TrainOptions`` a training body sets."""
+    options = body.model_dump(exclude_unset=True, exclude_none=True)
+    options.pop("items", None)
+    options.pop("filter", None)
+    return options
 
 
 class ChatTurn(_Body):
@@ -190,11 +232,15 @@ class ChatIn(_Body):
     use_snapshot: SBool = True
 
 
-CUBE_NAME = r"^[A-Za-z0-9_.@:\-]{1,200}$"
-
-
 class CubeIn(_Body):
-    name: str = Field(pattern=CUBE_NAME)
+    name: str = Field(min_length=1, max_length=CUBE_NAME_MAX_CHARS)
+    owner_id: str | None = None
+
+
+class Limits(BaseModel):
+    """The store's limits the remote SDK checks before sending (as the embedded SDK does)."""
+
+    max_text_chars: int
 
 
 class CubeList(BaseModel):

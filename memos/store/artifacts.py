@@ -17,8 +17,10 @@ counts as a missing file.
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,10 @@ from sqlalchemy import delete, select
 
 from memos import store
 from memos.errors import NotFoundError
-from memos.records import MemoryRecord, distinct
+from memos.records import MemoryRecord, State, distinct
+from memos.store.cubes import CubeRef
 from memos.store.db import Database
-from memos.store.models import Artifact, ArtifactSource, Cube
+from memos.store.models import Artifact, ArtifactSource, Cube, Item
 
 #: The home's folders that hold artifact files, one subfolder per cube.
 FOLDERS = ("kv", "adapters")
@@ -45,6 +48,47 @@ class NewArtifact:
     byte_size: int
     model_fingerprint: str
     meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """A registered artifact as read from its row (with its cube's stored name).
+
+    ``sources`` (item id -> content hash it was built from) is filled only by
+    :func:`with_sources`.
+    """
+
+    id: str
+    cube: str
+    cube_pk: int
+    kind: str
+    path: str
+    digest: str
+    byte_size: int
+    model_fingerprint: str
+    created_at: datetime
+    meta: dict[str, Any]
+    stale: bool
+    stale_reason: str | None
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def _record(row: Artifact, cube: str, sources: dict[str, str] | None = None) -> ArtifactRecord:
+    return ArtifactRecord(
+        id=row.id,
+        cube=cube,
+        cube_pk=row.cube_pk,
+        kind=row.kind,
+        path=row.path,
+        digest=row.digest,
+        byte_size=row.byte_size,
+        model_fingerprint=row.model_fingerprint,
+        created_at=row.created_at,
+        meta=dict(row.meta or {}),
+        stale=row.stale,
+        stale_reason=row.stale_reason,
+        sources=dict(sources or {}),
+    )
 
 
 def relative_path(home: Path, path: Path) -> str:
@@ -78,7 +122,7 @@ def delete_file(home: Path, recorded: str) -> None:
 def register(
     db: Database,
     home: Path,
-    cube: Cube,
+    cube: CubeRef,
     artifact: NewArtifact,
     sources: Sequence[MemoryRecord],
     event: store.EventSpec,
@@ -118,14 +162,77 @@ def register(
         raise
 
 
-def rows(db: Database, kind: str, cube_pk: int | None) -> list[tuple[Artifact, str]]:
-    """Artifacts of a kind with their cube names, newest first."""
+def rows(
+    db: Database, kind: str, cube_pk: int | None = None, tenant: str | None = None
+) -> list[ArtifactRecord]:
+    """Artifacts of a kind (of one cube, or one tenant's cubes), newest first."""
     with db.read() as session:
         stmt = select(Artifact, Cube.name).join(Cube).where(Artifact.kind == kind)
         if cube_pk is not None:
             stmt = stmt.where(Cube.pk == cube_pk)
+        if tenant is not None:
+            stmt = stmt.where(Cube.tenant == tenant)
         stmt = stmt.order_by(Artifact.created_at.desc(), Artifact.pk.desc())
-        return [(artifact, name) for artifact, name in session.execute(stmt)]
+        return [_record(artifact, name) for artifact, name in session.execute(stmt)]
+
+
+def with_sources(db: Database, kind: str, cube_pk: int) -> list[ArtifactRecord]:
+    """A cube's artifacts of a kind with their sources, newest first."""
+    with db.read() as session:
+        found = session.execute(
+            select(Artifact, Cube.name)
+            .join(Cube)
+            .where(Artifact.cube_pk == cube_pk, Artifact.kind == kind)
+            .order_by(Artifact.created_at.desc(), Artifact.pk.desc())
+        ).all()
+        sources: dict[int, dict[str, str]] = defaultdict(dict)
+        for artifact_pk, item_id, digest in session.execute(
+            select(
+                ArtifactSource.artifact_pk, ArtifactSource.item_id, ArtifactSource.content_hash
+            ).where(ArtifactSource.artifact_pk.in_([row.pk for row, _ in found]))
+        ):
+            sources[artifact_pk][item_id] = digest
+        return [_record(row, name, sources[row.pk]) for row, name in found]
+
+
+def tenant_of(db: Database, artifact_id: str) -> str | None:
+    """The tenant whose cube holds the artifact (``None`` when there is none)."""
+    with db.read() as session:
+        return session.scalar(
+            select(Cube.tenant)
+            .join(Artifact, Artifact.cube_pk == Cube.pk)
+            .where(Artifact.id == artifact_id)
+        )
+
+
+def sources_current(db: Database, artifact_id: str) -> bool:
+    """Whether every source of the artifact is live with the content it was built from."""
+    with db.read() as session:
+        found = session.execute(
+            select(ArtifactSource.content_hash, Item.content_hash, Item.state)
+            .join(Artifact, Artifact.pk == ArtifactSource.artifact_pk)
+            .outerjoin(Item, Item.id == ArtifactSource.item_id)
+            .where(Artifact.id == artifact_id)
+        ).all()
+    return all(built == now and state != State.DELETED for built, now, state in found)
+
+
+def mark_stale(db: Database, artifact_id: str, why: str) -> None:
+    """Flag one artifact stale, saying why."""
+
+    def work(session: Any) -> None:
+        row = session.scalar(select(Artifact).where(Artifact.id == artifact_id))
+        if row is not None:
+            row.stale, row.stale_reason = True, why
+
+    db.write(work)
+
+
+def meta_of(db: Database, artifact_id: str) -> dict[str, Any]:
+    """An artifact's metadata (empty when there is none)."""
+    with db.read() as session:
+        meta = session.scalar(select(Artifact.meta).where(Artifact.id == artifact_id))
+    return dict(meta or {})
 
 
 def remove(db: Database, kind: str, artifact_id: str, event: store.EventSpec) -> str:

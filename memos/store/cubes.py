@@ -12,6 +12,7 @@ derives the column from the name, so the two never disagree.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -19,9 +20,27 @@ from sqlalchemy.orm import Session
 
 from memos.errors import UnknownCubeError
 from memos.store.events import log_event
-from memos.store.models import LOCAL_TENANT, Cube
+from memos.store.models import Cube
+from memos.validation import LOCAL_TENANT
 
 TENANT_SEPARATOR = "/"
+
+
+@dataclass(frozen=True)
+class CubeRef:
+    """A cube as the parts outside the store hold it: its keys, stored name,
+    tenant and revision when read (never a live ORM row)."""
+
+    pk: int
+    id: str
+    name: str
+    tenant: str
+    revision: int
+
+
+def ref_of(cube: Cube) -> CubeRef:
+    """A cube row as a :class:`CubeRef`."""
+    return CubeRef(cube.pk, cube.id, cube.name, cube.tenant, cube.revision)
 
 
 def stored_name(tenant: str, name: str) -> str:
@@ -43,6 +62,34 @@ def cube_by_name(session: Session, name: str) -> Cube:
         known = ", ".join(cube_names(session, tenant)) or "none yet"
         raise UnknownCubeError(f"unknown cube {public!r} (known: {known})")
     return cube
+
+
+def cube_ref(session: Session, name: str) -> CubeRef:
+    """The cube stored as ``name`` (see :func:`cube_by_name`) as a :class:`CubeRef`."""
+    return ref_of(cube_by_name(session, name))
+
+
+def cube_refs(session: Session, name: str | None = None) -> list[CubeRef]:
+    """Every cube (or the one stored as ``name``), oldest first."""
+    stmt = select(Cube).order_by(Cube.pk)
+    if name is not None:
+        stmt = stmt.where(Cube.name == name)
+    return [ref_of(cube) for cube in session.scalars(stmt)]
+
+
+def cube_pk_of(session: Session, name: str) -> int | None:
+    """The key of the cube stored as ``name``, ``None`` when there is none."""
+    return session.scalar(select(Cube.pk).where(Cube.name == name))
+
+
+def cube_name_of(session: Session, cube_pk: int) -> str:
+    """The stored name of the cube with key ``cube_pk``."""
+    return session.scalar(select(Cube.name).where(Cube.pk == cube_pk)) or ""
+
+
+def cube_revision(session: Session, cube_pk: int) -> int:
+    """The cube's revision now (0 for a cube that is gone)."""
+    return int(session.scalar(select(Cube.revision).where(Cube.pk == cube_pk)) or 0)
 
 
 def cube_names(session: Session, tenant: str = LOCAL_TENANT) -> list[str]:

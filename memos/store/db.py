@@ -15,14 +15,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from memos.errors import StoreError
 
 T = TypeVar("T")
+
+
+class WriteConflict(StoreError):
+    """A write broke a uniqueness rule because another writer got there first
+    (the same text stored concurrently): re-reading and trying again resolves it."""
+
 
 _RETRYABLE_PG_CODES = {"40001", "40P01", "55P03"}
 _MAX_WRITE_ATTEMPTS = 30
@@ -68,11 +74,29 @@ class Database:
             try:
                 with self._writer() as session, session.begin():
                     return work(session)
+            except IntegrityError as exc:
+                raise WriteConflict(f"a concurrent write conflicted: {exc.orig}") from exc
             except (OperationalError, DBAPIError) as exc:
                 if attempt == _MAX_WRITE_ATTEMPTS or not self._retryable(exc):
                     raise
                 time.sleep(min(2.0, 0.01 * 2 ** min(attempt, 8)) * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def advisory_lock(self, key: int) -> Iterator[bool]:
+        """Try PostgreSQL's session advisory lock ``key`` for the block: yields
+        whether it was taken (always ``True`` on SQLite, which has one writer)."""
+        if self.dialect != "postgresql":
+            yield True
+            return
+        with self.engine.connect() as conn:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
 
     def _retryable(self, exc: DBAPIError) -> bool:
         if self.dialect == "sqlite":

@@ -6,11 +6,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from memos.store.models import (
     Event,
 )
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """One event of the log as read back."""
+
+    at: datetime
+    kind: str
+    details: dict[str, Any]
+
+
+def events_of(session: Session, item_id: str, kinds: tuple[str, ...]) -> list[LoggedEvent]:
+    """An item's events of these kinds, oldest first."""
+    rows = session.scalars(
+        select(Event)
+        .where(Event.item_id == item_id, Event.kind.in_(kinds))
+        .order_by(Event.at, Event.pk)
+    )
+    return [LoggedEvent(row.at, row.kind, dict(row.details or {})) for row in rows]
 
 
 def log_event(

@@ -1,6 +1,6 @@
 """The rules one line of an export must pass to be imported.
 
-They are ``add``'s rules (:mod:`memos.plaintext.ingest`: text, strings,
+They are ``add``'s rules (:mod:`memos.validation`: text, strings,
 metadata, tags, trust, lengths that fit the columns), plus those of the
 figures only an import sets: a UUID id, a known state, stability finite and
 > 0, counts and version numbers integers in range, and every version's hash
@@ -14,10 +14,10 @@ import math
 import uuid
 from typing import Any
 
+from memos import validation as rules
 from memos.errors import InvalidInputError
-from memos.plaintext import ingest
-from memos.plaintext.text import check_string, content_hash, normalize_text
 from memos.records import STATES
+from memos.validation import check_string, content_hash, normalize_text
 
 INT_MAX = 2**31 - 1  # PostgreSQL's INTEGER
 REQUIRED = ("cube", "id", "text", "content_hash", "state", "created_at", "updated_at")
@@ -51,9 +51,11 @@ def check_line(data: Any, max_chars: int) -> dict[str, Any]:
     for name in REQUIRED:
         if name not in data:
             raise FieldError(name, "missing")
-    unknown = sorted(set(data) - _KNOWN)
+    unknown = sorted(str(k) for k in set(data) - _KNOWN)
     if unknown:
         raise FieldError(unknown[0], "not a field of a memos export")
+    for name, value in data.items():
+        _field(name, rules.check_json, value, "the value")
     out = {name: _field(name, check, data.get(name), max_chars) for name, check in _CHECKS.items()}
     if out["content_hash"] != content_hash(out["text"]):
         raise FieldError("content_hash", "does not match the text")
@@ -97,10 +99,10 @@ def _version(entry: Any, max_chars: int, position: int) -> dict[str, Any]:
         "version": _count(entry["version"], 1, f"{where}.version"),
         "text": text,
         "content_hash": entry["content_hash"],
-        "metadata": ingest.check_metadata(entry.get("metadata")),
-        "tags": ingest.check_tags(entry.get("tags")),
+        "metadata": rules.check_metadata(entry.get("metadata")),
+        "tags": rules.check_tags(entry.get("tags")),
         "recorded_at": _time(entry["recorded_at"], f"{where}.recorded_at", required=True),
-        "reason": None if reason is None else ingest.check_reason(reason),
+        "reason": None if reason is None else rules.check_reason(reason),
     }
 
 
@@ -124,7 +126,7 @@ def _count(value: Any, low: int, name: str) -> int:
 def _stability(value: Any, _: int) -> float:
     if value is None:
         return 1.0
-    ingest.check_number(value, "stability", 0)
+    rules.check_number(value, "stability", 0)
     if value <= 0 or not math.isfinite(value):
         raise InvalidInputError(f"stability must be a finite number > 0, got {value!r}")
     return float(value)
@@ -133,7 +135,7 @@ def _stability(value: Any, _: int) -> float:
 def _time(value: Any, name: str, required: bool = False) -> Any:
     if required and value is None:
         raise InvalidInputError(f"{name} is required")
-    return ingest.parse_time(value, name)
+    return rules.parse_time(value, name)
 
 
 def _state(value: Any, _: int) -> str:
@@ -150,21 +152,21 @@ def _hash(value: Any, _: int) -> str:
 
 def _name(limit_key: str, field: str) -> Any:
     def check(value: Any, _: int) -> str | None:
-        return None if value is None else check_string(value, field, ingest.FIELD_LIMITS[limit_key])
+        return None if value is None else check_string(value, field, rules.FIELD_LIMITS[limit_key])
 
     return check
 
 
 _CHECKS: dict[str, Any] = {
-    "cube": lambda v, _: ingest.check_cube_name(v),
+    "cube": lambda v, _: rules.check_cube_name(v),
     "id": _uuid,
     "text": lambda v, max_chars: normalize_text(v, max_chars),
     "content_hash": _hash,
-    "metadata": lambda v, _: ingest.check_metadata(v),
-    "tags": lambda v, _: ingest.check_tags(v),
+    "metadata": lambda v, _: rules.check_metadata(v),
+    "tags": lambda v, _: rules.check_tags(v),
     **{name: _name(name, name) for name in _NAMES},
     "source_kind": lambda v, _: check_string(
-        "import" if v is None else v, "source_kind", ingest.FIELD_LIMITS["source"]
+        "import" if v is None else v, "source_kind", rules.FIELD_LIMITS["source"]
     ),
     "event_time": lambda v, _: _time(v, "event_time"),
     "created_at": lambda v, _: _time(v, "created_at", required=True),
@@ -175,6 +177,6 @@ _CHECKS: dict[str, Any] = {
     "access_count": lambda v, _: _count(0 if v is None else v, 0, "access_count"),
     "stability": _stability,
     "state": _state,
-    "pinned": lambda v, _: ingest.check_bool(bool(v) if v is None else v, "pinned"),
-    "trust": lambda v, _: ingest.check_number(1.0 if v is None else v, "trust", 0, 1),
+    "pinned": lambda v, _: rules.check_bool(bool(v) if v is None else v, "pinned"),
+    "trust": lambda v, _: rules.check_number(1.0 if v is None else v, "trust", 0, 1),
 }

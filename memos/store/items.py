@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +17,8 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from memos.errors import UnknownItemError
-from memos.lifecycle.retention import RetentionPolicy
-from memos.plaintext.text import string_problem
-from memos.records import SEARCHABLE_STATES, State
+from memos.records import SEARCHABLE_STATES, NewItem, State
+from memos.retention import RetentionPolicy
 from memos.store.cubes import bump_revision
 from memos.store.events import log_event
 from memos.store.models import (
@@ -33,27 +31,7 @@ from memos.store.models import (
     ItemTag,
     ItemVersion,
 )
-
-
-@dataclass
-class NewItem:
-    """A validated item about to be stored (text already normalized)."""
-
-    text: str
-    content_hash: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    tags: list[str] = field(default_factory=list)
-    user_id: str | None = None
-    agent_id: str | None = None
-    source_kind: str = "text"
-    session_id: str | None = None
-    speaker: str | None = None
-    role: str | None = None
-    event_time: datetime | None = None
-    pinned: bool = False
-    trust: float = 1.0
-    importance: float = 0.0
-    id: str | None = None
+from memos.validation import string_problem
 
 
 def live_by_hash(session: Session, cube_pk: int, hashes: Iterable[str]) -> dict[str, Item]:

@@ -29,10 +29,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from memos.records import State
+from memos.validation import LOCAL_TENANT
 
 LIVE = "state != 'deleted'"
-#: The tenant of the embedded SDK and of every cube created before tenants existed.
-LOCAL_TENANT = "local"
 
 
 class UTCDateTime(TypeDecorator[datetime]):

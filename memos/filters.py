@@ -1,23 +1,26 @@
-"""Search and list filters: validated once, then turned into SQL conditions."""
+"""Search and list filters: which items a call may return, validated once.
+
+A :class:`SearchFilter` is a plain value (the store turns it into SQL, see
+:mod:`memos.store.filters`); every door builds one with the same rules.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
-
 from memos.clock import as_utc
 from memos.errors import InvalidFilterError
-from memos.plaintext.text import check_string
 from memos.records import SEARCHABLE_STATES, STATES, State
-from memos.store.models import Item, ItemTag
+from memos.validation import ID_MAX_CHARS, check_string
 
-_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 Scalar = str | int | float | bool
+MAX_EXCLUDED = 10_000
 
 
 @dataclass(frozen=True)
@@ -77,35 +80,6 @@ class SearchFilter:
             )
         return cls(**dict(value))
 
-    def conditions(self, cube_pk: int) -> list[ColumnElement[bool]]:
-        """SQL conditions on ``Item`` selecting what this filter allows in a cube."""
-        conds: list[ColumnElement[bool]] = [Item.cube_pk == cube_pk, Item.state.in_(self.states)]
-        for name in ("user_id", "agent_id", "session_id", "speaker", "role"):
-            value = getattr(self, name)
-            if value is not None:
-                conds.append(getattr(Item, name) == value)
-        when = func.coalesce(Item.event_time, Item.created_at)
-        if self.since is not None:
-            conds.append(when >= self.since)
-        if self.until is not None:
-            conds.append(when <= self.until)
-        conds.extend(_metadata_condition(key, value) for key, value in self.metadata)
-        if self.exclude_ids:
-            conds.append(Item.id.not_in(self.exclude_ids))
-        if self.tags:
-            tagged = (
-                select(ItemTag.item_pk)
-                .where(ItemTag.tag.in_(self.tags))
-                .group_by(ItemTag.item_pk)
-                .having(func.count(ItemTag.tag) == len(self.tags))
-            )
-            conds.append(Item.pk.in_(tagged))
-        return conds
-
-    def where(self, cube_pk: int) -> ColumnElement[bool]:
-        """All of :meth:`conditions` joined with AND."""
-        return and_(*self.conditions(cube_pk))
-
 
 def _check_strings(flt: SearchFilter) -> None:
     for name in ("user_id", "agent_id", "session_id", "speaker", "role"):
@@ -118,9 +92,13 @@ def _ids(value: Any) -> tuple[str, ...]:
     try:
         ids = (value,) if isinstance(value, str) else tuple(value)
     except TypeError:
-        raise InvalidFilterError(f"filter exclude_ids must be a list, got {value!r}") from None
-    if not all(isinstance(i, str) and i for i in ids):
-        raise InvalidFilterError(f"filter exclude_ids must be non-empty strings, got {value!r}")
+        raise InvalidFilterError("filter exclude_ids must be a list of ids") from None
+    if len(ids) > MAX_EXCLUDED:
+        raise InvalidFilterError(f"filter exclude_ids holds {len(ids)} ids; at most {MAX_EXCLUDED}")
+    for item_id in ids:
+        if not isinstance(item_id, str) or not item_id:
+            raise InvalidFilterError("filter exclude_ids must be non-empty strings")
+        check_string(item_id, "filter exclude_ids entry", ID_MAX_CHARS, error=InvalidFilterError)
     return tuple(sorted(set(ids)))
 
 
@@ -130,16 +108,19 @@ def _tags(value: Any) -> tuple[str, ...]:
     try:
         tags = tuple(value)
     except TypeError:
-        raise InvalidFilterError(f"filter tags must be a list of strings, got {value!r}") from None
+        raise InvalidFilterError("filter tags must be a list of strings") from None
     if not all(isinstance(tag, str) and tag for tag in tags):
-        raise InvalidFilterError(f"filter tags must be non-empty strings, got {value!r}")
+        raise InvalidFilterError("filter tags must be non-empty strings")
     for tag in tags:
         check_string(tag, "filter tag", error=InvalidFilterError)
     return tuple(sorted(set(tags)))
 
 
 def _states(value: Any) -> tuple[str, ...]:
-    states = (value,) if isinstance(value, str) else tuple(value)
+    try:
+        states = (value,) if isinstance(value, str) else tuple(value)
+    except TypeError:
+        raise InvalidFilterError("filter states must be a list of state names") from None
     bad = [s for s in states if s not in STATES or s == State.DELETED]
     if bad or not states:
         allowed = ", ".join(s for s in STATES if s != State.DELETED)
@@ -170,27 +151,24 @@ def _metadata(value: Any) -> tuple[tuple[str, Scalar], ...]:
     try:
         items = [(k, v) for k, v in pairs]
     except (TypeError, ValueError):
-        raise InvalidFilterError(f"filter metadata must be a dict, got {value!r}") from None
+        raise InvalidFilterError("filter metadata must be a dict of scalars") from None
     for key, val in items:
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise InvalidFilterError(f"filter metadata key {key!r}: use letters, digits, _ . -")
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            shown = key[:40] if isinstance(key, str) else type(key).__name__
+            raise InvalidFilterError(f"filter metadata key {shown!r}: use letters, digits, _ . -")
         if not isinstance(val, str | int | float | bool):
             raise InvalidFilterError(
-                f"filter metadata[{key!r}]={val!r}: only str, int, float or bool compare"
+                f"filter metadata[{key!r}] is a {type(val).__name__}: "
+                "only str, int, float or bool compare"
             )
         if isinstance(val, str):
             check_string(val, f"filter metadata[{key!r}]", error=InvalidFilterError)
-        if isinstance(val, int) and not -(2**63) <= val < 2**63:
-            raise InvalidFilterError(f"filter metadata[{key!r}]={val}: out of 64-bit range")
+        if isinstance(val, int) and not isinstance(val, bool) and not -(2**63) <= val < 2**63:
+            raise InvalidFilterError(f"filter metadata[{key!r}] is out of the 64-bit range")
+        if isinstance(val, float) and not math.isfinite(val):
+            raise InvalidFilterError(f"filter metadata[{key!r}] must be a finite number")
     return tuple(sorted(items, key=lambda kv: kv[0]))
 
 
-def _metadata_condition(key: str, value: Scalar) -> ColumnElement[bool]:
-    field = Item.meta[key]
-    if isinstance(value, bool):
-        return field.as_boolean() == value
-    if isinstance(value, int):
-        return field.as_integer() == value
-    if isinstance(value, float):
-        return field.as_float() == value
-    return field.as_string() == value
+#: What the SDK methods take as ``filter``: a filter, a dict of its fields, or none.
+FilterArg = SearchFilter | Mapping[str, Any] | None
