@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 
+import schema_helpers  # noqa: F401  (the NDJSON serializer)
 import schemathesis
 from hypothesis import HealthCheck, settings
 from service_helpers import bearer, tenants
@@ -15,19 +15,14 @@ from memos.service.app import create_app
 
 _WORLD = tenants(Path(tempfile.mkdtemp(prefix="memos-schema-")) / "home")
 _APP = create_app(_WORLD.mem, mcp=False)
-# The routes that run the language model are left out: a valid case would load
-# and run the real model (and train on it) for each example, far too slow for
-# this fuzzer; tests/test_service_lm.py exercises them with the shared model.
+# The routes that run the language model are fuzzed apart, on a tiny random
+# model of the default's architecture (tests/test_service_schema_models.py);
+# tests/test_service_lm.py exercises them with the real model.
 schema = (
     schemathesis.openapi.from_asgi("/openapi.json", _APP)
     .exclude(path_regex=r"^/v1/cubes/\{cube\}/(snapshots|adapters|chat)$", method="POST")
     .exclude(path_regex=r"^/v1/adapters/\{adapter_id\}/attach$")
 )
-
-
-@schemathesis.serializer("application/x-ndjson")
-def _ndjson(ctx: object, value: object) -> bytes:
-    return value.encode() if isinstance(value, str) else json.dumps(value).encode()
 
 
 @schema.parametrize()
