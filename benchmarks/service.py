@@ -1,68 +1,69 @@
-"""Service benchmark: ``memos serve`` under a mixed load, on SQLite and on PostgreSQL.
+"""Service benchmark: ``memos serve`` under a mixed load beside the in-process capacity.
 
-For each backend, in one run:
+For each backend (SQLite, PostgreSQL) and embedder (hashing, the default
+MiniLM), in one run:
 
-- seed a tenant's cube with ``--items`` memories (in process), then time the
-  in-process SDK's search p50 on that data, one query at a time;
-- start ``memos serve`` (``--workers`` workers, on 127.0.0.1 only) and time one
-  client's search p50 through HTTP on the same queries (the service's own
-  overhead: target p50 <= in-process p50 + 5 ms);
-- run ``--clients`` concurrent clients for ``--seconds``: 70% search, 25% add,
-  5% update of an item the client added; report throughput, p50/p95/p99 per
-  operation and errors (target 0);
-- read back every acknowledged write (an add or an update answered 2xx) and
-  count those missing or holding an older text (target 0).
+1. seed a tenant's cube with ``--items`` memories (in process);
+2. **capacity**: the same op mix run in process, with no HTTP, by as many
+   processes as the service has workers and as many threads in all as it has
+   clients, for ``--seconds`` (``capacity_ops_s``);
+3. **service**: ``memos serve`` with ``--workers`` workers on 127.0.0.1 and
+   ``--clients`` keep-alive clients for ``--seconds`` (``throughput_ops_s``),
+   from the lean generator in ``loadgen.py`` (a process of its own): 70 %
+   search, 25 % add, 5 % update of an item the client added; p50/p95/p99 and
+   errors per op;
+4. read back every acknowledged write (answered 2xx) and count those missing
+   or holding an older text (``acknowledged_writes_lost``, target 0).
+
+``--soak MINUTES`` then runs the service alone for that long and reports the
+p99 of each minute and each worker's RSS at its end (the tail and the memory
+must stay flat). ``--profile DIR`` samples the workers with py-spy while the
+load runs (flame graphs and the hottest frames, per worker).
 
 PostgreSQL is a throwaway cluster started the way the tests start it (skipped
-when its binaries are missing). The embedder is the deterministic hashing one
-unless ``--embedder default``: it measures the service, not the model.
+when its binaries are missing). Usage::
 
-Usage: ``python benchmarks/service.py [--seconds 60] [--clients 32] [--backends sqlite,postgres]``.
-Results go to ``benchmarks/results/service.json``.
+    python benchmarks/service.py [--seconds 60] [--clients 32] [--workers 2]
+        [--backends sqlite,postgres] [--embedders hashing,default] [--soak 5]
+
+Results go to ``benchmarks/results/service.json`` (a list under ``results``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import multiprocessing
 import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pg import create_database, pg_bin, postgres_server
 from service_helpers import ServeProcess
+from workload import CUBE, TENANT, fact, pick_op, query
 
 from memos.client import Memos
 from memos.config import MemosConfig
 from memos.service import keys
 from memos.service.tenancy import TenantMemos
 
-NAMES = "Ana Ben Cy Di Eli Fay Gus Hal Ivy Jon Kai Lea Max Nia Oto Pia Quin Rae Sol Tia".split()
-ACTS = "hiked baked read fixed painted learned planted ran wrote visited adopted cooked".split()
-PLACES = "Lisbon Porto Oslo Kyoto Lima Quito Cairo Accra Hanoi Perth Cork Bergen".split()
-CUBE = "bench"
-
-
-def fact(rng: random.Random, tag: str) -> str:
-    return (
-        f"{rng.choice(NAMES)} {rng.choice(ACTS)} in {rng.choice(PLACES)} "
-        f"on day {rng.randrange(1000)} ({tag})"
-    )
-
-
-def query(rng: random.Random) -> str:
-    return f"what did {rng.choice(NAMES)} do in {rng.choice(PLACES)}"
+HERE = Path(__file__).resolve().parent
+OPS = ("search", "add", "update")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -72,18 +73,35 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def op_figures(latency: dict[str, list[float]], errors: dict[str, int]) -> dict[str, Any]:
+    return {
+        op: {
+            "count": len(latency[op]),
+            "p50_ms": round(pct(latency[op], 0.50), 2),
+            "p95_ms": round(pct(latency[op], 0.95), 2),
+            "p99_ms": round(pct(latency[op], 0.99), 2),
+            "errors": errors[op],
+        }
+        for op in OPS
+    }
+
+
+def open_store(home: Path, url: str | None, embedder: str) -> Memos:
+    return Memos(MemosConfig(home=home, database_url=url, embedder=embedder))
+
+
 def seed(home: Path, url: str | None, embedder: str, items: int) -> tuple[str, float]:
-    """Fill the cube, make a key, and time in-process search; (key, p50 ms)."""
-    mem = Memos(MemosConfig(home=home, database_url=url, embedder=embedder))
-    view = TenantMemos(mem, "bench")
+    """Fill the cube and make a key; (key, in-process search p50 in ms, one at a time)."""
+    mem = open_store(home, url, embedder)
+    view = TenantMemos(mem, TENANT)
     rng = random.Random(0)
     view.add_many([fact(rng, f"seed {i}") for i in range(items)], cube=CUBE)
-    key, _ = keys.create_key(mem.db, "bench", ("read", "write"), mem.clock.now(), "bench")
-    queries = [query(rng) for _ in range(300)]
-    for q in queries[:20]:  # warm the index and caches
+    key, _ = keys.create_key(mem.db, TENANT, ("read", "write"), mem.clock.now(), "bench")
+    queries = [query(rng) for _ in range(220)]
+    for q in queries[:20]:
         view.search(q, cube=CUBE, k=10)
     times = []
-    for q in queries:
+    for q in queries[20:]:
         started = time.perf_counter()
         view.search(q, cube=CUBE, k=10)
         times.append(time.perf_counter() - started)
@@ -91,126 +109,232 @@ def seed(home: Path, url: str | None, embedder: str, items: int) -> tuple[str, f
     return key, statistics.median(times) * 1000
 
 
-def quiet_search_p50(url: str, key: str) -> float:
-    rng = random.Random(1)
-    headers = {"Authorization": f"Bearer {key}"}
-    times = []
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-        for i in range(320):
-            body = {"query": query(rng), "k": 10}
-            started = time.perf_counter()
-            response = client.post(f"/v1/cubes/{CUBE}/search", json=body)
-            elapsed = time.perf_counter() - started
-            response.raise_for_status()
-            if i >= 20:
-                times.append(elapsed)
-    return statistics.median(times) * 1000
+# -- capacity: the same op mix in process -------------------------------------------
 
 
-class Load:
-    """``clients`` threads, each with its own keep-alive connection, for ``seconds``."""
+def _capacity_process(
+    home: str, url: str | None, embedder: str, threads: int, seconds: float, base: int, out: Any
+) -> None:
+    mem = open_store(Path(home), url, embedder)
+    view = TenantMemos(mem, TENANT)
+    view.search("warm up", cube=CUBE)
+    latency: dict[str, list[float]] = {op: [] for op in OPS}
+    errors = dict.fromkeys(OPS, 0)
+    lock = threading.Lock()
+    start_at = time.monotonic() + 1.0
+    deadline = start_at + seconds
 
-    def __init__(self, url: str, key: str, clients: int, seconds: float) -> None:
-        self.url, self.key, self.clients, self.seconds = url, key, clients, seconds
-        self.lock = threading.Lock()
-        self.latency: dict[str, list[float]] = {"search": [], "add": [], "update": []}
-        self.errors: dict[str, int] = {"search": 0, "add": 0, "update": 0}
-        self.acked: dict[str, str] = {}  # item id -> last acknowledged text
-
-    def client(self, n: int, deadline: float) -> None:
-        rng = random.Random(100 + n)
+    def run(n: int) -> None:
+        rng = random.Random(10_000 + base + n)
         mine: list[str] = []
-        headers = {"Authorization": f"Bearer {self.key}"}
-        with httpx.Client(base_url=self.url, headers=headers, timeout=60) as http:
-            for i in range(1_000_000):
-                if time.monotonic() >= deadline:
-                    return
-                roll = rng.random()
-                if roll < 0.70:
-                    op = "search"
-                elif roll < 0.95 or not mine:
-                    op = "add"
+        time.sleep(max(0.0, start_at - time.monotonic()))
+        i = 0
+        while time.monotonic() < deadline:
+            op = pick_op(rng, bool(mine))
+            text = fact(rng, f"inproc {base + n} op {i}")
+            i += 1
+            started = time.perf_counter()
+            try:
+                if op == "search":
+                    view.search(query(rng), cube=CUBE)
+                elif op == "add":
+                    mine.append(view.add(text, cube=CUBE).id)
                 else:
-                    op = "update"
-                text = fact(rng, f"client {n} op {i}")
-                started = time.perf_counter()
-                try:
-                    if op == "search":
-                        r = http.post(f"/v1/cubes/{CUBE}/search", json={"query": query(rng)})
-                    elif op == "add":
-                        r = http.post(f"/v1/cubes/{CUBE}/items", json={"text": text})
-                    else:
-                        item_id = rng.choice(mine)
-                        r = http.patch(f"/v1/items/{item_id}", json={"text": text})
-                    ok = r.status_code < 300
-                except httpx.HTTPError:
-                    ok = False
-                elapsed = time.perf_counter() - started
-                with self.lock:
-                    if not ok:
-                        self.errors[op] += 1
-                        continue
-                    self.latency[op].append(elapsed)
-                    if op != "search":
-                        self.acked[r.json()["id"]] = text
-                if op == "add":
-                    mine.append(r.json()["id"])
+                    view.update(rng.choice(mine), text)
+            except Exception:  # counted, as the service's errors are
+                with lock:
+                    errors[op] += 1
+                continue
+            with lock:
+                latency[op].append(time.perf_counter() - started)
 
-    def run(self) -> float:
-        deadline = time.monotonic() + self.seconds
-        threads = [
-            threading.Thread(target=self.client, args=(n, deadline)) for n in range(self.clients)
-        ]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=self.seconds + 300)
-        return time.perf_counter() - started
-
-    def lost(self) -> int:
-        """Acknowledged writes missing or not holding their last acknowledged text."""
-        missing = 0
-        headers = {"Authorization": f"Bearer {self.key}"}
-        with httpx.Client(base_url=self.url, headers=headers, timeout=60) as http:
-            for item_id, text in self.acked.items():
-                r = http.get(f"/v1/items/{item_id}")
-                if r.status_code != 200 or r.json()["text"] != text:
-                    missing += 1
-        return missing
+    workers = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    mem.close()
+    out.put({"latency": latency, "errors": errors})
 
 
-def measure(backend: str, url: str | None, args: argparse.Namespace) -> dict[str, Any]:
-    home = Path(tempfile.mkdtemp(prefix=f"memos-bench-{backend}-")) / "home"
-    key, inproc_p50 = seed(home, url, args.embedder, args.items)
-    with ServeProcess(home, workers=args.workers, db_url=url, embedder=args.embedder) as server:
-        quiet_p50 = quiet_search_p50(server.url, key)
-        load = Load(server.url, key, args.clients, args.seconds)
-        wall = load.run()
-        lost = load.lost()
-    ops = {
-        op: {
-            "count": len(values),
-            "p50_ms": round(pct(values, 0.50), 2),
-            "p95_ms": round(pct(values, 0.95), 2),
-            "p99_ms": round(pct(values, 0.99), 2),
-            "errors": load.errors[op],
-        }
-        for op, values in load.latency.items()
-    }
-    done = sum(len(v) for v in load.latency.values())
+def capacity(
+    home: Path, url: str | None, embedder: str, processes: int, clients: int, seconds: float
+) -> dict[str, Any]:
+    """The op mix in ``processes`` processes with ``clients`` threads in all, no HTTP."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    per = [clients // processes + (i < clients % processes) for i in range(processes)]
+    procs = [
+        context.Process(
+            target=_capacity_process,
+            args=(str(home), url, embedder, per[i], seconds, 1000 * i, queue),
+        )
+        for i in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    parts = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    latency = {op: [t for p in parts for t in p["latency"][op]] for op in OPS}
+    errors = {op: sum(p["errors"][op] for p in parts) for op in OPS}
+    done = sum(len(v) for v in latency.values())
     return {
-        "backend": backend,
-        "seconds": round(wall, 1),
-        "throughput_ops_s": round(done / wall, 1),
-        "ops": ops,
-        "errors": sum(load.errors.values()),
-        "acknowledged_writes": len(load.acked),
-        "acknowledged_writes_lost": lost,
+        "capacity_ops_s": round(done / seconds, 1),
+        "capacity_ops": op_figures(latency, errors),
+    }
+
+
+# -- the service ------------------------------------------------------------------------
+
+
+def load(port: int | list[int], key: str, clients: int, seconds: float, tag: str) -> dict[str, Any]:
+    """Run the generator (its own process) and return what it measured; several
+    ports spread the clients over replicas."""
+    ports = port if isinstance(port, list) else [port]
+    cmd = [
+        sys.executable,
+        str(HERE / "loadgen.py"),
+        "--ports",
+        ",".join(map(str, ports)),
+        "--key",
+        key,
+        "--clients",
+        str(clients),
+        "--seconds",
+        str(seconds),
+        "--tag",
+        tag,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def lost(url: str, key: str, acked: dict[str, str]) -> int:
+    """Acknowledged writes missing or not holding their last acknowledged text."""
+    missing = 0
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as h:
+        for item_id, text in acked.items():
+            r = h.get(f"/v1/items/{item_id}")
+            if r.status_code != 200 or r.json()["text"] != text:
+                missing += 1
+    return missing
+
+
+def profile(pids: list[int], seconds: float, folder: Path, label: str) -> list[str]:
+    """Sample each worker with py-spy for ``seconds`` (in the background)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for pid in pids:
+        out = folder / f"{label}-worker{pid}.txt"
+        spy = str(Path(sys.executable).with_name("py-spy"))
+        options = ["--rate", "50", "--format", "raw", "--nonblocking", "--output", str(out)]
+        subprocess.Popen(
+            [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        outputs.append(str(out))
+    return outputs
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(
+    backend: str, new_url: Callable[[], str | None], embedder: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One row: capacity and service, each on a store seeded alike from scratch."""
+    row: dict[str, Any] = {"backend": backend, "embedder": embedder}
+    if not args.no_capacity:
+        home, url = _fresh(backend), new_url()
+        seed(home, url, embedder, args.items)
+        row |= capacity(home, url, embedder, args.workers, args.clients, args.seconds)
+    home, url = _fresh(backend), new_url()
+    key, inproc_p50 = seed(home, url, embedder, args.items)
+    with ServeProcess(home, workers=args.workers, db_url=url, embedder=embedder) as server:
+        one = load(server.port, key, 1, min(10.0, args.seconds), "quiet")
+        quiet_p50 = pct(one["latency"]["search"], 0.5)
+        if args.profile:
+            profile(server.worker_pids(), args.seconds, Path(args.profile), f"{backend}-{embedder}")
+        result = load(server.port, key, args.clients, args.seconds, "load")
+        missing = lost(server.url, key, result["acked"])
+        soak = run_soak(server, key, args) if args.soak else None
+    done = sum(len(v) for v in result["latency"].values())
+    row |= {
+        "seconds": round(result["wall_s"], 1),
+        "throughput_ops_s": round(done / result["wall_s"], 1),
+        "ops": op_figures(result["latency"], result["errors"]),
+        "errors": sum(result["errors"].values()),
+        "statuses": result["statuses"],
+        "error_samples": result["samples"],
+        "acknowledged_writes": len(result["acked"]),
+        "acknowledged_writes_lost": missing,
         "search_p50_ms_in_process": round(inproc_p50, 2),
         "search_p50_ms_service_one_client": round(quiet_p50, 2),
-        "service_overhead_target_met": quiet_p50 <= inproc_p50 + 5.0,
     }
+    if "capacity_ops_s" in row:
+        row["throughput_to_capacity"] = round(row["throughput_ops_s"] / row["capacity_ops_s"], 3)
+    if soak is not None:
+        row["soak"] = soak
+    return row
+
+
+def replicas(new_url: Callable[[], str | None], embedder: str, args: argparse.Namespace) -> dict:
+    """One replica against ``args.replicas``, side by side, on PostgreSQL: each a
+    ``memos serve`` with one worker and a home of its own, on one database."""
+    row: dict[str, Any] = {"backend": "postgres", "embedder": embedder, "replicas": {}}
+    for count in (1, args.replicas):
+        url = new_url()
+        key, _ = seed(_fresh("replica"), url, embedder, args.items)
+        servers = [
+            ServeProcess(_fresh(f"replica{n}"), workers=1, db_url=url, embedder=embedder)
+            for n in range(count)
+        ]
+        try:
+            result = load([s.port for s in servers], key, args.clients, args.seconds, "rep")
+        finally:
+            for server in servers:
+                server.stop()
+        done = sum(len(v) for v in result["latency"].values())
+        row["replicas"][str(count)] = {
+            "throughput_ops_s": round(done / result["wall_s"], 1),
+            "ops": op_figures(result["latency"], result["errors"]),
+        }
+        print(json.dumps({count: row["replicas"][str(count)]["throughput_ops_s"]}), file=sys.stderr)
+    one, many = (row["replicas"][k]["throughput_ops_s"] for k in ("1", str(args.replicas)))
+    row["ratio"] = round(many / one, 3)
+    return row
+
+
+def _fresh(backend: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"memos-bench-{backend}-")) / "home"
+
+
+def run_soak(server: ServeProcess, key: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``--soak`` minutes of load, one minute at a time: p99 and RSS per minute."""
+    minutes = []
+    for minute in range(int(args.soak)):
+        result = load(server.port, key, args.clients, 60.0, f"soak {minute}")
+        every = [t for op in OPS for t in result["latency"][op]]
+        minutes.append(
+            {
+                "minute": minute + 1,
+                "ops_s": round(len(every) / result["wall_s"], 1),
+                "p99_ms": round(pct(every, 0.99), 1),
+                "search_p99_ms": round(pct(result["latency"]["search"], 0.99), 1),
+                "add_p99_ms": round(pct(result["latency"]["add"], 0.99), 1),
+                "errors": sum(result["errors"].values()),
+                "rss_mb": {str(p): round(rss_mb(p), 1) for p in server.worker_pids()},
+            }
+        )
+        print(json.dumps(minutes[-1]), file=sys.stderr, flush=True)
+    return {"minutes": minutes}
 
 
 def main() -> None:
@@ -221,24 +345,38 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--items", type=int, default=5000)
-    parser.add_argument("--embedder", default="hashing")
+    parser.add_argument("--embedders", default="hashing,default")
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "service.json"))
+    parser.add_argument("--soak", type=float, default=0.0, help="minutes of soak after the run")
+    parser.add_argument("--no-capacity", action="store_true", help="skip the in-process run")
+    parser.add_argument("--profile", default="", help="folder for py-spy samples of the workers")
+    parser.add_argument(
+        "--replicas", type=int, default=0, help="also 1 vs N replicas on PostgreSQL (N >= 2)"
+    )
+    parser.add_argument("--out", default=str(HERE / "results" / "service.json"))
     args = parser.parse_args()
     rows = []
-    for backend in args.backends.split(","):
-        if backend == "sqlite":
-            rows.append(measure("sqlite", None, args))
-        elif backend == "postgres":
-            bin_dir = pg_bin()
-            if bin_dir is None:
-                print("PostgreSQL binaries not found: skipping postgres", file=sys.stderr)
-                continue
+    for backend in filter(None, args.backends.split(",")):
+        for embedder in args.embedders.split(","):
+            if backend == "sqlite":
+                rows.append(measure("sqlite", lambda: None, embedder, args))
+            elif backend == "postgres":
+                bin_dir = pg_bin()
+                if bin_dir is None:
+                    print("PostgreSQL binaries not found: skipping postgres", file=sys.stderr)
+                    continue
+                with postgres_server(bin_dir) as server:
+                    fresh = functools.partial(create_database, server)
+                    rows.append(measure("postgres", fresh, embedder, args))
+            else:
+                parser.error(f"unknown backend {backend!r}; allowed: sqlite, postgres")
+            print(json.dumps(rows[-1], indent=2), file=sys.stderr, flush=True)
+    if args.replicas >= 2:
+        bin_dir = pg_bin()
+        if bin_dir is not None:
             with postgres_server(bin_dir) as server:
-                rows.append(measure("postgres", create_database(server), args))
-        else:
-            parser.error(f"unknown backend {backend!r}; allowed: sqlite, postgres")
-        print(json.dumps(rows[-1], indent=2), file=sys.stderr)
+                fresh = functools.partial(create_database, server)
+                rows.append(replicas(fresh, args.embedders.split(",")[0], args))
     report = {
         "benchmark": "service",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -247,8 +385,8 @@ def main() -> None:
             "workers": args.workers,
             "seconds": args.seconds,
             "items": args.items,
-            "embedder": args.embedder,
             "mix": {"search": 0.70, "add": 0.25, "update": 0.05},
+            "soak_minutes": args.soak,
         },
         "results": rows,
     }

@@ -135,8 +135,10 @@ def serve(
             os.environ[name] = str(value)
     os.environ["MEMOS_SERVICE_NO_AUTH"] = "1" if no_auth else "0"
     os.environ["MEMOS_SERVICE_MAX_BODY"] = str(int(max_body_mb * 1024 * 1024))
-    with open_memos(ctx):
-        pass  # bring the schema to head once, before the workers start
+    with open_memos(ctx) as memos:
+        # bring the schema to head once, and reach the artifact store and the
+        # Ray cluster, before the workers start: bad settings fail here, in one line
+        memos.check_setup()
     run(host, port, workers)
 
 

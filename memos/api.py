@@ -51,6 +51,8 @@ from memos.records import (
 DOOR_ONLY: dict[str, frozenset[str]] = {
     "Memos": frozenset(
         {
+            "chat_stream",
+            "check_setup",
             "close",
             "connect",
             "iterate",
@@ -62,7 +64,7 @@ DOOR_ONLY: dict[str, frozenset[str]] = {
     ),
     "TenantMemos": frozenset(
         {"apply_jobs", "enqueue_run", "enqueue_snapshot", "enqueue_training", "export_lines"}
-        | {"plan", "stored"}
+        | {"chat_stream", "checked_add", "plan", "stored"}
     ),
     "RemoteMemos": frozenset({"close", "export_lines"}),
 }

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from memos.activation.snapshot import restore
-from memos.lm import greedy
+from memos.lm import TextStream, greedy
 from memos.memory_block import BLOCK_HEADER, prefix_messages, prefix_text
 from memos.records import Reply
 from memos.validation import (
@@ -38,6 +38,23 @@ if TYPE_CHECKING:
     from memos.records import ContextBlock
 
 
+def chat_turns(
+    message: str,
+    history: Sequence[Mapping[str, str]],
+    max_new_tokens: int,
+    use_snapshot: bool,
+    instructions: str = "",
+) -> list[dict[str, str]]:
+    """A chat's arguments checked (before any model loads): the turns after the
+    memory block, the caller's instructions first and the message last."""
+    text = normalize_text(message, HISTORY_MAX_CHARS)
+    check_count(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)
+    check_bool(use_snapshot, "use_snapshot")
+    own = normalize_text(instructions, HISTORY_MAX_CHARS) if instructions else ""
+    system = [{"role": "system", "content": own}] if own else []
+    return [*system, *check_history(history), {"role": "user", "content": text}]
+
+
 def chat(
     lm: LanguageModel,
     activation: ActivationTier,
@@ -49,17 +66,20 @@ def chat(
     history: Sequence[Mapping[str, str]] = (),
     max_new_tokens: int = 64,
     use_snapshot: bool = True,
+    instructions: str = "",
+    on_text: Callable[[str], None] | None = None,
 ) -> Reply:
     """Answer ``message`` with the cube's memories (see module docstring).
 
     ``context(message, leave_out)`` gives the plaintext memory block used when
     no snapshot serves the cube, without the item ids in ``leave_out``; the
-    reply's ``context_items`` are the ids it held.
+    reply's ``context_items`` are the ids it held. ``instructions`` (the
+    caller's own system text) come as a system turn after the memory block, so
+    a snapshot of the block still serves; ``on_text`` sees the reply's text
+    piece by piece as it is decoded.
     """
-    text = normalize_text(message, HISTORY_MAX_CHARS)
-    check_count(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)
-    check_bool(use_snapshot, "use_snapshot")
-    turns = [*check_history(history), {"role": "user", "content": text}]
+    turns = chat_turns(message, history, max_new_tokens, use_snapshot, instructions)
+    text = turns[-1]["content"]
     # Attached adapters change the weights a snapshot's KV was computed with,
     # so with any adapter on the model the memories are read as plaintext.
     adapters = parametric.sync(cube)
@@ -83,11 +103,17 @@ def chat(
     if prefix_ids and not full.startswith(head):
         raise AssertionError("chat template does not extend the cached prefix")
     new_ids = lm.encode(full[len(head) :]) if prefix_ids else lm.encode(full)
-    output, ttft = greedy(lm, new_ids, cache, max_new_tokens, start)
+    stream = TextStream(lm, on_text) if on_text is not None else None
+    output, ttft = greedy(
+        lm, new_ids, cache, max_new_tokens, start, stream.token if stream else None
+    )
+    reply_text = lm.tokenizer.decode(output, skip_special_tokens=True).strip()
+    if stream is not None:
+        stream.finish(reply_text)
     if found is not None:
         activation.touch(found[0].id)
     return Reply(
-        text=lm.tokenizer.decode(output, skip_special_tokens=True).strip(),
+        text=reply_text,
         snapshot_id=found[0].id if found else None,
         prompt_tokens=len(prefix_ids) + len(new_ids),
         cached_tokens=len(prefix_ids),
@@ -95,4 +121,5 @@ def chat(
         ttft_s=ttft,
         total_s=time.perf_counter() - start,
         context_items=context_items,
+        adapters=list(adapters),
     )

@@ -38,6 +38,7 @@ from memos.fields import (
 )
 from memos.filters import FilterArg
 from memos.lifecycle.decay import apply_decay, plan_decay
+from memos.model_jobs import RayJobs
 from memos.model_tiers import ModelTiers
 from memos.plaintext import ingest
 from memos.plaintext.context import approx_tokens
@@ -101,8 +102,12 @@ class Memos(MemoryAPI):
         self.writer = Writer(self.core)
         self.reader = Reader(self.core, token_counter or approx_tokens)
         self.tiers = ModelTiers(self.core, self.reader)
+        self.model_jobs = RayJobs(self.config, self.db) if self.config.jobs != "local" else None
         self.scheduler = Scheduler(
-            self.core, lambda: self.tiers.activation, lambda: self.tiers.parametric
+            self.core,
+            lambda: self.tiers.activation,
+            lambda: self.tiers.parametric,
+            self.model_jobs,
         )
         self._background: BackgroundScheduler | None = None
         self._closed = False
@@ -115,6 +120,14 @@ class Memos(MemoryAPI):
         from memos.service.remote import RemoteMemos
 
         return RemoteMemos(url, api_key=api_key, timeout=timeout)
+
+    def check_setup(self) -> None:
+        """Reach what the configuration names beyond the database now: the shared
+        artifact store and the Ray cluster (``ConfigError`` in one line when one
+        cannot be reached). ``memos serve`` calls it before its workers start."""
+        self.core.artifact_files.check()
+        if self.model_jobs is not None:
+            self.model_jobs.connect()
 
     # -- the shared services, read from the core ------------------------------
 
@@ -428,6 +441,24 @@ class Memos(MemoryAPI):
         """Answer with the cube's memories: its attached adapters, its newest valid KV
         snapshot (no prefill of the memories), else its best memories as text."""
         return self.tiers.chat(message, cube, history, max_new_tokens, use_snapshot)
+
+    def chat_stream(
+        self,
+        message: str,
+        *,
+        on_text: Callable[[str], None] | None,
+        cube: str = DEFAULT_CUBE,
+        history: Sequence[Mapping[str, str]] = (),
+        max_new_tokens: int = 64,
+        use_snapshot: bool = True,
+        instructions: str = "",
+    ) -> Reply:
+        """:meth:`chat`, handing the reply's text to ``on_text`` piece by piece as
+        it is decoded, with the caller's own system text (``instructions``) after
+        the memory block (the OpenAI-compatible endpoint's way in)."""
+        return self.tiers.chat(
+            message, cube, history, max_new_tokens, use_snapshot, instructions, on_text
+        )
 
     def build_snapshot(
         self,

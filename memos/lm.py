@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,12 +177,48 @@ def load_lm(name: str, home: Path, device: str | None = None) -> LanguageModel:
 # -- greedy decoding ------------------------------------------------------------------
 
 
+class TextStream:
+    """Hands a reply's text to ``on_text`` piece by piece as its tokens are decoded.
+
+    The pieces join to the reply's stripped text: a token that ends inside a
+    character waits for the next, and trailing spaces wait for more text.
+    """
+
+    def __init__(self, lm: LanguageModel, on_text: Callable[[str], None]) -> None:
+        self.lm = lm
+        self.on_text = on_text
+        self.ids: list[int] = []
+        self.sent = ""
+
+    def token(self, token: int) -> None:
+        """One more decoded token."""
+        self.ids.append(token)
+        self._send(self.lm.tokenizer.decode(self.ids, skip_special_tokens=True).strip())
+
+    def finish(self, text: str) -> None:
+        """The whole reply's text: whatever of it was held back goes now."""
+        self._send(text, final=True)
+
+    def _send(self, text: str, final: bool = False) -> None:
+        if not final and text.endswith("\ufffd"):
+            return
+        if text.startswith(self.sent) and len(text) > len(self.sent):
+            self.on_text(text[len(self.sent) :])
+            self.sent = text
+
+
 def greedy(
-    lm: LanguageModel, input_ids: list[int], cache: Any, max_new_tokens: int, start: float
+    lm: LanguageModel,
+    input_ids: list[int],
+    cache: Any,
+    max_new_tokens: int,
+    start: float,
+    on_token: Callable[[int], None] | None = None,
 ) -> tuple[list[int], float]:
     """Greedy decoding from ``input_ids`` after an optional restored ``cache``.
 
-    Returns the generated ids (stop token excluded) and the time to the first one.
+    Returns the generated ids (stop token excluded) and the time to the first
+    one; ``on_token`` sees each generated id as it comes.
     """
     import torch
 
@@ -200,6 +236,8 @@ def greedy(
             if token in stops:
                 break
             generated.append(token)
+            if on_token is not None:
+                on_token(token)
             ids = torch.tensor([[token]], device=lm.device)
     return generated, ttft
 

@@ -10,7 +10,7 @@ loads torch until a tier is first used. Cube names are the stored ones.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from memos.errors import InvalidInputError
@@ -72,12 +72,17 @@ class ModelTiers:
         history: Sequence[Mapping[str, str]],
         max_new_tokens: int,
         use_snapshot: bool,
+        instructions: str = "",
+        on_text: Callable[[str], None] | None = None,
     ) -> Reply:
         """Answer with the cube's memories: from its newest valid KV snapshot when
-        there is one (no prefill of the memories), else from plaintext context."""
-        from memos.chat import chat
+        there is one (no prefill of the memories), else from plaintext context
+        (see :func:`memos.chat.chat`)."""
+        from memos.chat import chat, chat_turns
 
-        self.core.cube(cube)  # an unknown cube is an error before the model loads
+        # bad arguments and an unknown cube are errors before the model loads
+        chat_turns(message, history, max_new_tokens, use_snapshot, instructions)
+        self.core.cube(cube)
         return chat(
             self.lm,
             self.activation,
@@ -90,6 +95,8 @@ class ModelTiers:
             history=history,
             max_new_tokens=max_new_tokens,
             use_snapshot=use_snapshot,
+            instructions=instructions,
+            on_text=on_text,
         )
 
     def snapshot_items(

@@ -305,6 +305,7 @@ class Reply:
     ttft_s: float
     total_s: float
     context_items: list[str] = field(default_factory=list)  # ids read as plaintext
+    adapters: list[str] = field(default_factory=list)  # ids of the adapters on the model
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

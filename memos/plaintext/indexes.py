@@ -1,4 +1,5 @@
-"""Keeping each cube's dense and keyword indexes in step with the database.
+"""Keeping each cube's dense and keyword indexes in step with the database, within
+a memory budget.
 
 Both indexes are derived. The dense one is loaded from its file when that
 file is whole and built for this cube and embedder, and rebuilt from stored
@@ -15,8 +16,9 @@ import itertools
 import logging
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,8 +45,34 @@ _SAVE_EVERY = 5000
 _BATCH = 2000
 
 
+@dataclass
+class CubeIndexes:
+    """What one process holds in memory for one cube's search: the dense index,
+    the keyword index, the cube's layout (sessions, speakers, times) and the
+    items plain searches skip. One record, so the four never drift apart."""
+
+    dense: DenseIndex
+    keyword: KeywordIndex
+    layout: CubeLayout
+    hidden: set[int] = field(default_factory=set)
+
+    def nbytes(self) -> int:
+        """About how much memory the record takes (see :data:`BYTES_PER_ITEM`)."""
+        items = max(len(self.dense), len(self.keyword))
+        dim = self.dense.identity.dim
+        vectors = 4 * dim * (2 if self.dense.identity.kind == "hnsw" else 1)
+        return items * (BYTES_PER_ITEM + vectors) + 16 * dim * dim
+
+
+#: Memory per indexed item besides its vector: the keyword index's postings and
+#: per-document term counts, the label maps and the layout. Measured with
+#: tracemalloc at 5,000 and 20,000 items of 20 words: 3.3 and 1.9 KB; the
+#: larger figure is used, so the budget errs on the safe side.
+BYTES_PER_ITEM = 3300
+
+
 class IndexManager:
-    """Loads, catches up, rebuilds and saves the dense index of every cube.
+    """Loads, catches up, rebuilds, saves and evicts the indexes of every cube.
 
     Args:
         db: the system of record.
@@ -54,6 +82,9 @@ class IndexManager:
         hnsw_m: HNSW graph degree.
         key_fields: what joins the text in keyword keys (see :mod:`memos.search_keys`).
         stem: whether the keyword index matches word stems.
+        budget_bytes: most memory the loaded cubes take (``None``: no bound). Past
+            it, the least recently used cubes are evicted (their dense index saved
+            first) and loaded again, from the file and the database, when next used.
     """
 
     def __init__(
@@ -65,6 +96,7 @@ class IndexManager:
         hnsw_m: int,
         key_fields: tuple[str, ...] = (),
         stem: bool = False,
+        budget_bytes: int | None = None,
     ):
         self.db = db
         self.embedder = embedder
@@ -73,52 +105,84 @@ class IndexManager:
         self.hnsw_m = hnsw_m
         self.key_fields = key_fields
         self.stem = stem
-        self._indexes: dict[int, DenseIndex] = {}
-        self._keyword: dict[int, KeywordIndex] = {}
-        self._layout: dict[int, CubeLayout] = {}
-        self._hidden: dict[int, set[int]] = {}
+        self.budget_bytes = budget_bytes
+        self._cubes: OrderedDict[int, CubeIndexes] = OrderedDict()
         self._lock = threading.RLock()
+        self.evictions = 0
 
     def path(self, cube_id: str) -> Path:
         tag = self.embedder.fingerprint.rsplit(":", 1)[-1]
         return self.folder / cube_id / f"dense-{self.kind}-{tag}.safetensors"
 
-    def get(self, cube: CubeRef, revision: int | None = None) -> DenseIndex:
-        """The cube's dense index, caught up with the database (with its keyword index).
+    def open(self, cube: CubeRef, revision: int | None = None) -> CubeIndexes:
+        """The cube's indexes, loaded when needed and caught up with the database.
 
         Args:
             revision: the cube's revision if the caller has just read it.
         """
         with self._lock:
-            index = self._indexes.get(cube.pk)
-            if index is None:
-                self._keyword[cube.pk] = self._build_keyword(cube.pk)
-                index = self._open(cube)
-                self._indexes[cube.pk] = index
-        self.catch_up(cube.pk, index, revision)
-        return index
+            entry = self._cubes.get(cube.pk)
+            if entry is None:
+                entry = self._load(cube)
+                self._cubes[cube.pk] = entry
+                self._evict(keep=cube.pk)
+            self._cubes.move_to_end(cube.pk)
+        self._catch_up(cube.pk, entry, revision)
+        return entry
+
+    def get(self, cube: CubeRef, revision: int | None = None) -> DenseIndex:
+        """The cube's dense index, caught up with the database (see :meth:`open`)."""
+        return self.open(cube, revision).dense
 
     def keyword(self, cube: CubeRef) -> KeywordIndex:
-        """The cube's keyword index as of the last :meth:`get`."""
-        if cube.pk not in self._keyword:
-            self.get(cube)
-        return self._keyword[cube.pk]
+        """The cube's keyword index."""
+        return self.open(cube).keyword
 
     def layout(self, cube: CubeRef) -> CubeLayout:
-        """The cube's sessions, speakers and event times as of the last :meth:`get`."""
-        if cube.pk not in self._layout:
-            self.get(cube)
-        return self._layout[cube.pk]
+        """The cube's sessions, speakers and event times."""
+        return self.open(cube).layout
 
     def hidden(self, cube_pk: int) -> set[int]:
-        """Indexed items of the cube in a state plain searches skip (archived, forgotten)."""
-        return self._hidden.setdefault(cube_pk, set())
+        """Indexed items of a loaded cube in a state plain searches skip
+        (archived, forgotten); empty for a cube not loaded."""
+        entry = self._cubes.get(cube_pk)
+        return entry.hidden if entry is not None else set()
 
-    def _build_keyword(self, cube_pk: int) -> KeywordIndex:
-        index = KeywordIndex(stem=self.stem)
-        layout = self._layout[cube_pk] = CubeLayout()
-        hidden = self.hidden(cube_pk)
-        hidden.clear()
+    def loaded(self, cube_pk: int) -> DenseIndex | None:
+        """The cube's dense index if this process has it in memory."""
+        entry = self._cubes.get(cube_pk)
+        return entry.dense if entry is not None else None
+
+    def memory_bytes(self) -> int:
+        """About how much memory the loaded cubes take."""
+        with self._lock:
+            return sum(entry.nbytes() for entry in self._cubes.values())
+
+    def _evict(self, keep: int) -> None:
+        """Drop least recently used cubes until the loaded ones fit the budget."""
+        if self.budget_bytes is None:
+            return
+        total = sum(entry.nbytes() for entry in self._cubes.values())
+        for cube_pk in list(self._cubes):
+            if total <= self.budget_bytes:
+                return
+            if cube_pk == keep:
+                continue
+            entry = self._cubes.pop(cube_pk)
+            total -= entry.nbytes()
+            if entry.dense.unsaved:
+                self._save(cube_pk, entry.dense)
+            self.evictions += 1
+
+    def _load(self, cube: CubeRef) -> CubeIndexes:
+        keyword, layout, hidden = self._build_keyword(cube.pk)
+        entry = CubeIndexes(self._open_dense(cube), keyword, layout, hidden)
+        self._catch_up(cube.pk, entry)
+        self._reconcile(cube.pk, entry.dense)
+        return entry
+
+    def _build_keyword(self, cube_pk: int) -> tuple[KeywordIndex, CubeLayout, set[int]]:
+        index, layout = KeywordIndex(stem=self.stem), CubeLayout()
         with self.db.read() as session:
             index.revision = store.cube_revision(session, cube_pk)
             rows = _keyed_rows(
@@ -128,8 +192,8 @@ class IndexManager:
             )
         index.upsert((row.pk, row.key) for row in rows)
         layout.upsert((row.pk, row.placement) for row in rows)
-        hidden.update(row.pk for row in rows if row.state not in SEARCHABLE_STATES)
-        return index
+        hidden = {row.pk for row in rows if row.state not in SEARCHABLE_STATES}
+        return index, layout, hidden
 
     def figures(self, cube: CubeRef) -> tuple[int, int]:
         """Live entries and revision of the cube's dense index.
@@ -145,11 +209,7 @@ class IndexManager:
             index = self.get(cube)
         return len(index), index.revision
 
-    def loaded(self, cube_pk: int) -> DenseIndex | None:
-        """The cube's index if this process has it in memory."""
-        return self._indexes.get(cube_pk)
-
-    def _open(self, cube: CubeRef) -> DenseIndex:
+    def _open_dense(self, cube: CubeRef) -> DenseIndex:
         path = self.path(cube.id)
         try:
             from memos.plaintext.dense_index import DenseIndex
@@ -162,26 +222,23 @@ class IndexManager:
                 warnings.warn(
                     f"dense index of cube {cube.name!r} is unusable ({exc}); rebuilding",
                     IndexRebuiltWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )
-            return self.rebuild(cube)
+            return self._build_dense(cube)
         if index.revision > cube.revision:
             warnings.warn(
                 f"dense index of cube {cube.name!r} is ahead of the database "
                 f"(revision {index.revision} > {cube.revision}); rebuilding",
                 IndexRebuiltWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
-            return self.rebuild(cube)
-        self.catch_up(cube.pk, index)
-        self.reconcile(cube.pk, index)
+            return self._build_dense(cube)
         return index
 
     def _identity(self, cube: CubeRef) -> IndexIdentity:
         return IndexIdentity(cube.id, self.embedder.fingerprint, self.embedder.dim, self.kind)
 
-    def rebuild(self, cube: CubeRef, progress: Progress | None = None) -> DenseIndex:
-        """Build the cube's index from the database and save it."""
+    def _build_dense(self, cube: CubeRef, progress: Progress | None = None) -> DenseIndex:
         from memos.plaintext.dense_index import DenseIndex
 
         index = DenseIndex(self._identity(cube), self.hnsw_m)
@@ -195,15 +252,25 @@ class IndexManager:
                 progress(min(start + _BATCH, len(pks)), len(pks))
         index.revision = revision
         index.save(self.path(cube.id))
-        with self._lock:
-            self._indexes[cube.pk] = index
-            self._keyword[cube.pk] = self._build_keyword(cube.pk)
         return index
 
-    def catch_up(self, cube_pk: int, index: DenseIndex, revision: int | None = None) -> bool:
-        """Apply every change the database has past the indexes' revision."""
-        words = self._keyword.get(cube_pk)
-        since = min(index.revision, words.revision) if words else index.revision
+    def rebuild(self, cube: CubeRef, progress: Progress | None = None) -> DenseIndex:
+        """Build the cube's indexes from the database (the dense one saved)."""
+        dense = self._build_dense(cube, progress)
+        keyword, layout, hidden = self._build_keyword(cube.pk)
+        with self._lock:
+            self._cubes[cube.pk] = CubeIndexes(dense, keyword, layout, hidden)
+            self._evict(keep=cube.pk)
+        return dense
+
+    def catch_up(self, cube_pk: int, revision: int | None = None) -> bool:
+        """Apply every change the database has past a loaded cube's revision."""
+        entry = self._cubes.get(cube_pk)
+        return entry is not None and self._catch_up(cube_pk, entry, revision)
+
+    def _catch_up(self, cube_pk: int, entry: CubeIndexes, revision: int | None = None) -> bool:
+        index, words = entry.dense, entry.keyword
+        since = min(index.revision, words.revision)
         if revision == since:
             return False
         with self.db.read() as session:
@@ -214,30 +281,26 @@ class IndexManager:
             rows = _keyed_rows(session, self.key_fields, changed)
         gone = [row.pk for row in rows if row.state == State.DELETED]
         live = [row for row in rows if row.state != State.DELETED]
-        hidden = self.hidden(cube_pk)
         for row in rows:
             if row.state in SEARCHABLE_STATES or row.state == State.DELETED:
-                hidden.discard(row.pk)
+                entry.hidden.discard(row.pk)
             else:
-                hidden.add(row.pk)
+                entry.hidden.add(row.pk)
         with index.lock:
             index.remove(gone)
             self._load_vectors(index, [row.pk for row in live])
             index.revision = max(index.revision, revision)
-        if words is not None:
-            with words.lock:
-                words.remove(gone)
-                words.upsert((row.pk, row.key) for row in live)
-                words.revision = max(words.revision, revision)
-        layout = self._layout.get(cube_pk)
-        if layout is not None:
-            layout.remove(gone)
-            layout.upsert((row.pk, row.placement) for row in live)
+        with words.lock:
+            words.remove(gone)
+            words.upsert((row.pk, row.key) for row in live)
+            words.revision = max(words.revision, revision)
+        entry.layout.remove(gone)
+        entry.layout.upsert((row.pk, row.placement) for row in live)
         if index.unsaved >= _SAVE_EVERY:
-            self.save(cube_pk)
+            self._save(cube_pk, index)
         return True
 
-    def reconcile(self, cube_pk: int, index: DenseIndex) -> None:
+    def _reconcile(self, cube_pk: int, index: DenseIndex) -> None:
         """Make the index hold exactly the cube's live items (purges leave no trace)."""
         with self.db.read() as session:
             live = set(index_rows.live_pks(session, cube_pk))
@@ -269,16 +332,17 @@ class IndexManager:
                 are read from the database, which holds every field a key uses).
             removals: pks of items deleted.
         """
-        index, words = self._indexes.get(cube_pk), self._keyword.get(cube_pk)
-        if index is None or words is None:
+        entry = self._cubes.get(cube_pk)
+        if entry is None:
             return
+        index, words = entry.dense, entry.keyword
         with index.lock:
             index.remove(removals)
             if upserts:
                 index.upsert(list(upserts), np.stack(list(upserts.values())))
             if index.revision == revision - 1:
                 index.revision = revision
-        self.hidden(cube_pk).difference_update([*removals, *upserts])
+        entry.hidden.difference_update([*removals, *upserts])
         rows: list[_KeyedRow] = []
         if upserts:
             with self.db.read() as session:
@@ -289,10 +353,8 @@ class IndexManager:
             words.upsert((row.pk, row.key) for row in rows)
             if words.revision == revision - 1:
                 words.revision = revision
-        layout = self._layout.get(cube_pk)
-        if layout is not None:
-            layout.remove(removals)
-            layout.upsert((row.pk, row.placement) for row in rows)
+        entry.layout.remove(removals)
+        entry.layout.upsert((row.pk, row.placement) for row in rows)
 
     def erase(self, cube: CubeRef, pks: list[int]) -> None:
         """Remove purged items for good: from the loaded indexes and from the cube's
@@ -303,7 +365,7 @@ class IndexManager:
         for other in path.parent.glob("dense-*.safetensors"):
             if other != path:
                 other.unlink(missing_ok=True)
-        if cube.pk not in self._indexes and not path.exists():
+        if cube.pk not in self._cubes and not path.exists():
             return
         index = self.get(cube)
         index.erase(pks)
@@ -311,25 +373,27 @@ class IndexManager:
 
     def forget(self, cube_pk: int, pks: list[int]) -> None:
         """Drop items from the loaded indexes (found missing from the database)."""
-        for index in (self._indexes.get(cube_pk), self._keyword.get(cube_pk)):
-            if index is not None:
-                index.remove(pks)
-        layout = self._layout.get(cube_pk)
-        if layout is not None:
-            layout.remove(pks)
+        entry = self._cubes.get(cube_pk)
+        if entry is not None:
+            entry.dense.remove(pks)
+            entry.keyword.remove(pks)
+            entry.layout.remove(pks)
 
     def save(self, cube_pk: int) -> None:
         """Write a loaded index to its file, without items purged meanwhile."""
-        index = self._indexes.get(cube_pk)
-        if index is not None:
-            self._drop_purged(cube_pk, index)
-            index.save(self.path(index.identity.cube_id))
+        entry = self._cubes.get(cube_pk)
+        if entry is not None:
+            self._save(cube_pk, entry.dense)
+
+    def _save(self, cube_pk: int, index: DenseIndex) -> None:
+        self._drop_purged(cube_pk, index)
+        index.save(self.path(index.identity.cube_id))
 
     def save_all(self) -> None:
         """Persist every loaded index that has changes not yet on disk."""
-        for cube_pk, index in list(self._indexes.items()):
-            if index.unsaved:
-                self.save(cube_pk)
+        for cube_pk, entry in list(self._cubes.items()):
+            if entry.dense.unsaved:
+                self._save(cube_pk, entry.dense)
 
     def _drop_purged(self, cube_pk: int, index: DenseIndex) -> None:
         """Erase vectors of items no longer in the database (purged, perhaps by

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from memos import store
 from memos.filters import SearchFilter
-from memos.plaintext.embedder import embed
 from memos.plaintext.fusion import Channel, combine, normalize
 from memos.plaintext.neighbourhood import CubeLayout, smooth
 from memos.plaintext.query_hints import named_period, named_speaker
@@ -60,23 +59,22 @@ class Retriever:
         check_search(k, mode)
         cfg = self.core.config
         want_d, want_k = max(cfg.candidates, k), max(cfg.keyword_candidates, k)
-        index = self.core.indexes.get(cube, cube.revision)  # catches up every derived index
+        indexes = self.core.indexes.open(cube, cube.revision)  # loaded and caught up
+        index = indexes.dense
         if flt == SearchFilter():
             # The plain filter: only archived and forgotten items are excluded,
             # and the index manager knows which those are. Over-fetch, then drop.
-            hidden = self.core.indexes.hidden(cube.pk)
+            hidden = indexes.hidden
             extra, allowed = len(hidden), None
         else:
             extra, allowed, hidden = 0, self._filtered(cube, flt), set()
         lexical: list[tuple[int, float]] = []
         k_stats = d_stats = (0.0, 0.0)
         if mode != "dense":
-            lexical, k_stats = self.core.indexes.keyword(cube).search_with_stats(
-                query, want_k + extra, allowed
-            )
+            lexical, k_stats = indexes.keyword.search_with_stats(query, want_k + extra, allowed)
         dense: list[tuple[int, float]] = []
         if mode != "keyword":
-            vector = embed(self.core.embedder, [query])[0]  # [dim]
+            vector = self.core.query_vectors.vector(query)  # [dim]
             dense = index.search(vector, want_d + extra, allowed)
             if cfg.fusion == "zscore":
                 d_stats = index.score_stats(vector)
@@ -96,7 +94,7 @@ class Retriever:
         def visible(pk: int) -> bool:
             return pk not in hidden and (allowed is None or pk in allowed)
 
-        layout = self.core.indexes.layout(cube)
+        layout = indexes.layout
         fused = smooth(fused, floor, layout, cfg.neighbour_weight, cfg.neighbour_radius, visible)
         fused = self._hinted(fused, layout, query, now)
         return self._fuse(cube, fused, dense, lexical, k, now)

@@ -21,7 +21,7 @@ from memos.fields import Progress
 from memos.plaintext import ingest
 from memos.plaintext.embedder import embed
 from memos.records import RESTORABLE, MemoryRecord, NewItem, State
-from memos.store import Session, artifacts
+from memos.store import Session
 from memos.store.cubes import CubeRef
 from memos.store.db import WriteConflict
 from memos.validation import check_cube_name, check_id, check_reason
@@ -207,9 +207,8 @@ class Writer:
             return item.cube_pk, True, store.record_of(session, item)
 
         cube_pk, changed, record = self.core.db.write(work)
-        index = self.core.indexes.loaded(cube_pk)
-        if changed and index is not None:
-            self.core.indexes.catch_up(cube_pk, index)
+        if changed:
+            self.core.indexes.catch_up(cube_pk)
         return record
 
     def purge(self, item_id: str, reason: str) -> None:
@@ -228,7 +227,7 @@ class Writer:
 
         cube, pk, files = self.core.db.write(work)
         for recorded in files:
-            artifacts.delete_file(self.core.config.home, recorded)
+            self.core.artifact_files.delete(recorded)
         self.core.indexes.erase(cube, [pk])
         self.core.db.scrub()
 

@@ -78,10 +78,12 @@ class Scheduler:
         core: Core,
         activation: Callable[[], ActivationTier],
         parametric: Callable[[], ParametricTier],
+        model_jobs: Callable[[str, Step], dict[str, Any]] | None = None,
     ) -> None:
         self.core = core
         self._activation = activation
         self._parametric = parametric
+        self.model_jobs = model_jobs
 
     def plan(self, cube: str | None = None, now: datetime | None = None) -> Plan:
         """What a run would do now (nothing is written)."""
@@ -180,6 +182,9 @@ class Scheduler:
         step = jobs.start(db, job_id, clock.now())
         try:
             result = self._apply(job_id, step)
+        except JobInterrupted as exc:  # left running: the next run resumes it
+            log.warning("scheduler job %s (%s) was interrupted: %s", job_id, step.kind, exc)
+            return jobs.rows(db, None, 1, job_id=job_id)[0][1]
         except Exception as exc:  # a failed job is recorded; the other jobs still run
             log.exception("scheduler job %s (%s) failed", job_id, step.kind)
             error = f"{type(exc).__name__}: {exc}"
@@ -193,6 +198,13 @@ class Scheduler:
     # -- applying steps ----------------------------------------------------------
 
     def _apply(self, job_id: str, step: Step) -> dict[str, Any]:
+        if self.model_jobs is not None and isinstance(step, MODEL_STEPS):
+            return self.model_jobs(job_id, step)
+        return self.apply_here(job_id, step)
+
+    def apply_here(self, job_id: str, step: Step) -> dict[str, Any]:
+        """Apply one job's step in this process (a Ray worker calls it for the model
+        steps it is sent; see :mod:`memos.model_jobs`)."""
         match step:
             case DecayStep():
                 moved = apply_decay(self.core.db, step.changes, step.now, _reason(step))
@@ -293,6 +305,14 @@ class Scheduler:
         if attach:
             parametric.attach(adapter_id)
         return {"artifact": adapter_id, "attached": bool(attach)}
+
+
+#: The steps that run the language model: where ``MemosConfig.jobs`` says.
+MODEL_STEPS = (BuildSnapshot, PromoteSnapshot, TrainAdapter, Consolidate, RebuildAdapter)
+
+
+class JobInterrupted(Exception):
+    """The process running a job went away mid-job: leave the job to be resumed."""
 
 
 def _artifact_id(job_id: str) -> str:

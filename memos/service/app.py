@@ -77,11 +77,13 @@ def create_app(
     max_body_size: int = DEFAULT_MAX_BODY,
     mcp: bool = True,
     own_memos: bool = False,
+    threads: int = 1,
 ) -> FastAPI:
     """The service app over ``mem`` (one store shared by every tenant).
 
     ``auth=False`` makes every caller tenant ``local`` with every scope (the
     CLI allows it only on loopback). ``own_memos`` closes ``mem`` at shutdown.
+    ``threads`` run each worker's memory work (see :mod:`memos.service.executor`).
     """
     metrics_registry = Metrics()
     mcp_server = None
@@ -114,7 +116,7 @@ def create_app(
         lifespan=lifespan,
         max_body_size=max_body_size,
     )
-    app.state.memos = ServiceState(mem, auth, metrics_registry)
+    app.state.memos = ServiceState(mem, auth, metrics_registry, threads)
     http_errors.install(app)
     # The routers' routes already carry their prefix and documented errors; adding
     # them directly keeps ``app.routes`` a plain list the isolation test walks.
@@ -137,10 +139,18 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The app for ``memos serve`` workers, configured by ``MEMOS_*`` variables."""
+    import sys
+
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if "torch" in sys.modules and threads.isdigit():
+        # torch was loaded before `memos serve` set the worker's share of the
+        # cores (one worker runs in its process): apply the share now
+        sys.modules["torch"].set_num_threads(int(threads))
     mem = Memos(MemosConfig.from_env())
     return create_app(
         mem,
         auth=os.environ.get("MEMOS_SERVICE_NO_AUTH") != "1",
         max_body_size=int(os.environ.get("MEMOS_SERVICE_MAX_BODY") or DEFAULT_MAX_BODY),
         own_memos=True,
+        threads=int(os.environ.get("MEMOS_SERVICE_THREADS") or 1),
     )

@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from memos.errors import AuthError, ForbiddenError, InvalidInputError, UnknownKeyError
 from memos.store import keys as rows
+from memos.store.changes import ChangeFeed
 from memos.store.db import Database
 from memos.validation import check_id, check_tenant, string_problem
 
@@ -127,6 +129,61 @@ def authenticate(db: Database, presented: str | None) -> KeyInfo:
     if row.revoked_at is not None:
         raise AuthError("this API key was revoked")
     return _info(row)
+
+
+class KeyCache:
+    """Keys already checked, by the SHA-256 of the presented key, valid while
+    nothing changed: a request costs no database round trip, and a revocation
+    holds from the very next request in every worker.
+
+    The cache is stamped with the change feed's version (see
+    :mod:`memos.store.changes`). When the version moves (a write anywhere), the
+    keys' revision (:func:`memos.store.keys.keys_revision`, one small read) says
+    whether a key was made or revoked; only then is the cache dropped.
+    """
+
+    def __init__(self, db: Database, feed: ChangeFeed, size: int = 10_000) -> None:
+        self.db = db
+        self.feed = feed
+        self.size = size
+        self._lock = threading.Lock()
+        self._keys: dict[str, KeyInfo] = {}
+        self._version = -1
+        self._revision: tuple[int, int] | None = None
+
+    def authenticate(self, presented: str | None) -> KeyInfo:
+        """As :func:`authenticate`, from the cache when nothing changed."""
+        if not presented:
+            raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+        self._refresh()
+        digest = _hash(presented)
+        found = self._keys.get(digest)
+        if found is not None:
+            return found
+        info = authenticate(self.db, presented)
+        with self._lock:
+            if len(self._keys) >= self.size:
+                self._keys.clear()
+            self._keys[digest] = info
+        return info
+
+    def cached(self, presented: str | None) -> KeyInfo | None:
+        """The key's info when the cache can answer with no database read, else
+        ``None`` (then call :meth:`authenticate`, off the event loop)."""
+        if not presented or self.feed.version() != self._version:
+            return None
+        return self._keys.get(_hash(presented))
+
+    def _refresh(self) -> None:
+        version = self.feed.version()
+        if version == self._version:
+            return
+        revision = rows.keys_revision(self.db)
+        with self._lock:
+            if revision != self._revision:
+                self._keys.clear()
+                self._revision = revision
+            self._version = version
 
 
 def key_prefix(presented: str) -> str:

@@ -23,7 +23,7 @@ import builtins
 import dataclasses
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -52,6 +52,7 @@ from memos.fields import (
 )
 from memos.filters import FilterArg
 from memos.parametric.config import TrainConfig
+from memos.plaintext import ingest
 from memos.plaintext.ingest import check_update
 from memos.plaintext.transfer import export_lines, export_target
 from memos.records import (
@@ -62,6 +63,7 @@ from memos.records import (
     JobInfo,
     MemoryRecord,
     MemoryVersion,
+    NewItem,
     Reply,
     SearchHit,
     SnapshotInfo,
@@ -177,6 +179,13 @@ class TenantMemos(MemoryAPI):
         self, text: str, *, cube: str = DEFAULT_CUBE, **fields: Unpack[ItemFields]
     ) -> MemoryRecord:
         return public(self.mem.add(text, cube=self.stored(cube), **fields))
+
+    def checked_add(self, text: str, cube: str, fields: Mapping[str, Any]) -> tuple[str, NewItem]:
+        """An add checked by :meth:`add`'s rules but not stored: (stored cube name,
+        item), for the service to store with other adds (see
+        :mod:`memos.service.batching`)."""
+        stored = self.stored(cube)
+        return stored, ingest.from_mapping({"text": text, **fields}, self.max_text_chars, {})
 
     def add_many(
         self,
@@ -369,6 +378,28 @@ class TenantMemos(MemoryAPI):
             history=history,
             max_new_tokens=max_new_tokens,
             use_snapshot=use_snapshot,
+        )
+
+    def chat_stream(
+        self,
+        message: str,
+        *,
+        on_text: Callable[[str], None] | None,
+        cube: str = DEFAULT_CUBE,
+        history: Sequence[Mapping[str, str]] = (),
+        max_new_tokens: int = 64,
+        use_snapshot: bool = True,
+        instructions: str = "",
+    ) -> Reply:
+        """``Memos.chat_stream`` on the tenant's cube."""
+        return self.mem.chat_stream(
+            message,
+            on_text=on_text,
+            cube=self.stored(cube),
+            history=history,
+            max_new_tokens=max_new_tokens,
+            use_snapshot=use_snapshot,
+            instructions=instructions,
         )
 
     def build_snapshot(

@@ -80,6 +80,24 @@ def start_job(db: Database, job_id: str, now: datetime) -> StartedJob:
     return db.write(work)
 
 
+def job_step(db: Database, job_id: str) -> StartedJob:
+    """What a job's step is made from, as it stands (nothing changes)."""
+    with db.read() as session:
+        job = _job(session, job_id)
+        payload = dict(job.payload)
+        return StartedJob(job.kind, payload.pop("cube"), job.rule, payload)
+
+
+def note_job(db: Database, job_id: str, **details: Any) -> None:
+    """Merge ``details`` into a running job's result (where it runs, say)."""
+
+    def work(session: Session) -> None:
+        job = _job(session, job_id)
+        job.result = {**(job.result or {}), **details}
+
+    db.write(work)
+
+
 def finish_job(
     db: Database,
     job_id: str,
@@ -92,7 +110,9 @@ def finish_job(
 
     def work(session: Session) -> JobInfo:
         job = _job(session, job_id)
-        job.status, job.result, job.error, job.finished_at = status, result, error, now
+        noted = {k: v for k, v in (job.result or {}).items() if k.startswith("ray_")}
+        job.status, job.result, job.error = status, {**noted, **result}, error
+        job.finished_at = now
         name = session.scalar(select(Cube.name).where(Cube.pk == job.cube_pk))
         session.flush()
         return _info(job, name)

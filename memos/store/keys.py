@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from memos.errors import UnknownKeyError
@@ -63,6 +63,16 @@ def key_by_prefix(db: Database, prefix: str) -> StoredKey | None:
     with db.read() as session:
         row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
         return None if row is None else _stored(row)
+
+
+def keys_revision(db: Database) -> tuple[int, int]:
+    """(keys, revoked keys): it changes with every key made or revoked (keys are
+    never deleted and a revocation is never undone)."""
+    with db.read() as session:
+        made, revoked = session.execute(
+            select(func.count(), func.count(ApiKey.revoked_at)).select_from(ApiKey)
+        ).one()
+    return int(made), int(revoked)
 
 
 def revoke(db: Database, key_id: str, now: datetime) -> StoredKey:
