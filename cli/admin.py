@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from memos.cli.output import CliError, Json, console, open_memos, print_json, progress_bar, table
@@ -178,16 +178,99 @@ def _ablation_table(reports: dict[str, dict]) -> None:
     console.print(out)
 
 
-def demo(ctx: typer.Context, json_out: Json = False) -> None:
-    """Add a handful of memories to a 'demo' cube and search them."""
-    from memos.demo import run_demo
+def demo(
+    ctx: typer.Context,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Only remember and search (a few seconds).")
+    ] = False,
+    json_out: Json = False,
+) -> None:
+    """A tour of every tier: remember, search, chat from a KV snapshot, answer from a
+    trained adapter, and forget over simulated months (about two minutes)."""
+    from memos.demo import full_tour, quick_tour
 
     with open_memos(ctx) as memos:
-        results = run_demo(memos)
+        if quick:
+            results: dict[str, Any] = {"search": quick_tour(memos)}
+            if not json_out:
+                _say_search(results["search"])
+        else:
+            say = (lambda step, found: None) if json_out else _say
+            results = full_tour(memos, say)
     if json_out:
         print_json(results)
-        return
-    for query, hits in results.items():
-        console.print(f"[bold]? {query}[/bold]", highlight=False)
-        for hit in hits:
-            console.print(f"  {hit['score']:.3f}  {hit['text']}", highlight=False)
+
+
+def _say(step: str, found: dict[str, Any]) -> None:
+    """One step of the tour, as a person reads it."""
+    {
+        "search": _say_search,
+        "activation": _say_activation,
+        "parametric": _say_parametric,
+        "forgetting": _say_forgetting,
+    }[step](found)
+
+
+def _say_search(found: dict[str, Any]) -> None:
+    console.print("[bold]1. Remember and search[/bold] (6 memories about Maya)")
+    for query, hits in found.items():
+        console.print(f"  [bold]? {query}[/bold]", highlight=False)
+        for n, hit in enumerate(hits, 1):
+            alike = "-" if hit["similarity"] is None else f"{hit['similarity']:.2f}"
+            words = "words match" if hit["word_match"] else "no word match"
+            console.print(
+                f"    {n}. {hit['text']}  [dim](meaning {alike} · {words} · "
+                f"retention {hit['retention']:.2f})[/dim]",
+                highlight=False,
+            )
+
+
+def _say_activation(found: dict[str, Any]) -> None:
+    speedup = found["ttft_full_prefill_s"] / max(found["ttft_snapshot_s"], 1e-9)
+    console.print(
+        f"[bold]2. Activation tier[/bold]: the language model loaded in {found['lm_load_s']} s; "
+        f"a KV snapshot of the memories ({found['snapshot_tokens']} tokens, "
+        f"{found['snapshot_mb']} MB) built in {found['build_s']} s",
+        highlight=False,
+    )
+    console.print(f"  [bold]? {found['question']}[/bold]  {found['reply']}", highlight=False)
+    console.print(
+        f"  time to first token: {1000 * found['ttft_snapshot_s']:.0f} ms from the snapshot "
+        f"({found['prefilled_tokens']['snapshot']} tokens prefilled) vs "
+        f"{1000 * found['ttft_full_prefill_s']:.0f} ms with a full prefill "
+        f"({found['prefilled_tokens']['full']} tokens): {speedup:.1f}x",
+        highlight=False,
+    )
+
+
+def _say_parametric(found: dict[str, Any]) -> None:
+    recall = found["held_out_recall"]
+    shown = "-" if recall is None else f"{100 * recall:.0f} %"
+    console.print(
+        f"[bold]3. Parametric tier[/bold]: a small adapter (rank 8, two layers, ungated) "
+        f"trained on 3 facts in {found['train_s']} s; question wordings it was not "
+        f"trained on answered: {shown}",
+        highlight=False,
+    )
+    for fact in found["facts"]:
+        console.print(f"  - {fact}", highlight=False)
+    console.print(
+        f"  [bold]? {found['question']}[/bold]  {found['reply']}  [dim](memories in the "
+        f"prompt: {found['memories_in_prompt']}; the adapter answers)[/dim]",
+        highlight=False,
+    )
+
+
+def _say_forgetting(found: dict[str, Any]) -> None:
+    console.print(
+        "[bold]4. Forgetting[/bold] (simulated, nothing written; the pinned memory stays at 1.0)"
+    )
+    days = table("if never recalled again", ["day", "states", "mean retention"])
+    for row in found["days"]:
+        states = ", ".join(f"{n} {s}" for s, n in row["states"].items())
+        days.add_row(str(row["day"]), states, f"{row['mean_retention']:.2f}")
+    console.print(days)
+    tiers = table("tiers now (memos inspect)", ["tier", "artifacts", "items", ""])
+    for t in found["tiers"]:
+        tiers.add_row(t["tier"], str(t["artifacts"] or "-"), str(t["items"]), t["detail"])
+    console.print(tiers)

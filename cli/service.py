@@ -107,10 +107,19 @@ def serve(
         bool, typer.Option("--no-auth", help="No API keys: tenant 'local' (loopback only).")
     ] = False,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body (MiB).")] = 16.0,
+    upstream_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MEMOS_UPSTREAM_URL",
+            help="OpenAI-compatible base URL that answers /v1/chat/completions "
+            "(key: MEMOS_UPSTREAM_API_KEY); default: the local model.",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the HTTP API (/v1, /docs) and MCP over streamable HTTP (/mcp)."""
+    """Serve the HTTP API (/v1, /docs, /ui) and MCP over streamable HTTP (/mcp)."""
     import os
 
+    from memos.service.openai_compat import Upstream
     from memos.service.server import run
 
     if workers < 1:
@@ -135,6 +144,11 @@ def serve(
             os.environ[name] = str(value)
     os.environ["MEMOS_SERVICE_NO_AUTH"] = "1" if no_auth else "0"
     os.environ["MEMOS_SERVICE_MAX_BODY"] = str(int(max_body_mb * 1024 * 1024))
+    os.environ["MEMOS_UPSTREAM_URL"] = upstream_url or ""
+    try:
+        Upstream.from_env()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     with open_memos(ctx) as memos:
         # bring the schema to head once, and reach the artifact store and the
         # Ray cluster, before the workers start: bad settings fail here, in one line

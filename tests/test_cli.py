@@ -128,9 +128,11 @@ def test_invalid_utf8_file(run, tmp_path: Path) -> None:  # type: ignore[no-unty
 
 
 @pytest.mark.real_model
-def test_demo(run) -> None:  # type: ignore[no-untyped-def]
-    results = _json(run("demo", "--json"))
-    answers = {q: hits[0]["text"] for q, hits in results.items()}
+def test_demo_quick(run) -> None:  # type: ignore[no-untyped-def]
+    results = _json(run("demo", "--quick", "--json"))
+    answers = {q: hits[0]["text"] for q, hits in results["search"].items()}
+    best = results["search"]["Where does Maya work?"][0]
+    assert 0 < best["similarity"] <= 1 and best["word_match"] is True
     assert answers["Where does Maya work?"] == "Maya works as a marine biologist in Lisbon"
     assert answers["What does Maya like to drink?"] == "Maya's favourite drink is jasmine tea"
 

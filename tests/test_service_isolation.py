@@ -65,6 +65,16 @@ CASES: dict[tuple[str, str], tuple[str | None, dict[str, Any]]] = {
     ("POST", "/v1/adapters/{adapter_id}/attach"): ("write", {}),
     ("POST", "/v1/adapters/{adapter_id}/detach"): ("write", {}),
     ("POST", "/v1/cubes/{cube}/chat"): ("write", {"json": {"message": "where is the key"}}),
+    ("POST", "/v1/chat/completions"): (
+        "write",
+        {
+            "json": {
+                "model": "m",
+                "messages": [{"role": "user", "content": "where is the key"}],
+                "metadata": {"cube": "notes"},
+            }
+        },
+    ),
     ("GET", "/healthz"): (None, {}),
     ("GET", "/readyz"): (None, {}),
     ("GET", "/metrics"): ("admin", {}),
@@ -86,6 +96,18 @@ RUNS_THE_MODEL = {
     ("POST", "/v1/cubes/{cube}/adapters"),
     ("POST", "/v1/adapters/{adapter_id}/attach"),
     ("POST", "/v1/cubes/{cube}/chat"),
+    ("POST", "/v1/chat/completions"),
+}
+# The /ui pages answer HTML (a login page instead of a 401): UI_CASES below.
+UI_CASES: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/ui"): {},
+    ("GET", "/ui/login"): {},
+    ("POST", "/ui/login"): {"data": {"key": "KEY"}},
+    ("POST", "/ui/logout"): {},
+    ("GET", "/ui/cubes/{cube:path}"): {"params": {"q": "spare key flowerpot"}},
+    ("GET", "/ui/items/{item_id}"): {},
+    ("POST", "/ui/items/{item_id}/{action}"): {},
+    ("GET", "/ui/jobs"): {},
 }
 
 
@@ -97,11 +119,13 @@ def world(db_url: str, tmp_path: Path) -> Iterator[tuple[Tenants, TestClient]]:
     t.mem.close()
 
 
-def _routes(client: TestClient) -> set[tuple[str, str]]:
+def _routes(
+    client: TestClient, prefix: tuple[str, ...] = ("/v1", "/healthz", "/readyz", "/metrics")
+) -> set[tuple[str, str]]:
     app: Any = client.app
     found = set()
     for route in app.routes:
-        if isinstance(route, APIRoute) and not route.path.startswith(("/docs", "/openapi")):
+        if isinstance(route, APIRoute) and route.path.startswith(prefix):
             found |= {(method, route.path) for method in route.methods - {"HEAD"}}
     return found
 
@@ -126,6 +150,40 @@ def _request(client: TestClient, t: Tenants, key: str, method: str, path: str) -
 def test_every_route_has_an_isolation_case(world: tuple[Tenants, TestClient]) -> None:
     _, client = world
     assert _routes(client) == set(CASES), "add the new route to CASES (and check its tenancy)"
+    every = {r for r in _routes(client, ("/",)) if not r[1].startswith(("/docs", "/openapi"))}
+    assert every == set(CASES) | set(UI_CASES), "add the new route to CASES or UI_CASES"
+
+
+def _ui_request(client: TestClient, t: Tenants, key: str, method: str, path: str) -> Any:
+    kwargs = json.loads(json.dumps(UI_CASES[(method, path)]).replace("KEY", key))
+    url = (
+        path.replace("{cube:path}", "notes")
+        .replace("{item_id}", t.item_id)
+        .replace("{action}", "delete")
+    )
+    return client.request(method, url, headers=bearer(key), follow_redirects=False, **kwargs)
+
+
+def test_ui_pages_are_confined_to_the_tenant(world: tuple[Tenants, TestClient]) -> None:
+    """Every /ui page (here with bearer keys; tests/test_ui.py drives them in a
+    browser): bob never sees alice's memories or reaches her ids; a revoked key
+    is sent to the login page; a read-only key cannot change anything."""
+    t, client = world
+    for method, path in sorted(UI_CASES):
+        response = _ui_request(client, t, t.bob, method, path)
+        where = f"{method} {path}: {response.status_code} {response.text[:200]}"
+        assert response.status_code < 500 and SECRET not in response.text, where
+        if "{item_id}" in path:
+            assert response.status_code == 404, where
+        revoked = _ui_request(client, t, t.revoked, method, path)
+        if path not in ("/ui/login", "/ui/logout"):
+            assert revoked.status_code in (303, 401), f"{method} {path}: {revoked.status_code}"
+            assert SECRET not in revoked.text
+    mine = _ui_request(client, t, t.alice, "GET", "/ui/cubes/{cube:path}")
+    assert mine.status_code == 200 and SECRET in mine.text
+    refused = _ui_request(client, t, t.alice_read, "POST", "/ui/items/{item_id}/{action}")
+    assert refused.status_code == 403
+    assert t.mem.get(t.item_id).state == "active"
 
 
 def test_another_tenant_gets_404_and_never_alices_memories(
@@ -134,7 +192,7 @@ def test_another_tenant_gets_404_and_never_alices_memories(
     t, client = world
     before = client.get(f"/v1/items/{t.item_id}", headers=bearer(t.alice)).json()
     for method, path in sorted(CASES):
-        if (method, path) == ("POST", "/v1/cubes/{cube}/chat"):
+        if path in ("/v1/cubes/{cube}/chat", "/v1/chat/completions"):
             continue  # bob's own cube: see RUNS_THE_MODEL
         response = _request(client, t, t.bob, method, path)
         where = f"{method} {path}: {response.status_code} {response.text[:200]}"

@@ -28,8 +28,18 @@ from memos.lm import LanguageModel, load_lm
 from memos.service.app import create_app
 
 # The most a generated body may ask of the model: the fuzzer tests the doors.
-CHEAP = {"steps": 2, "rank": 4, "batch_size": 4, "locality_batch": 2, "max_new_tokens": 4}
-MODEL_ROUTES = r"^/v1/(cubes/\{cube\}/(snapshots|adapters|chat)|adapters/\{adapter_id\}/.*)$"
+CHEAP = {
+    "steps": 2,
+    "rank": 4,
+    "batch_size": 4,
+    "locality_batch": 2,
+    "max_new_tokens": 4,
+    "max_tokens": 4,
+    "max_completion_tokens": 4,
+}
+MODEL_ROUTES = (
+    r"^/v1/(cubes/\{cube\}/(snapshots|adapters|chat)|adapters/\{adapter_id\}/.*|chat/completions)$"
+)
 
 
 def tiny_model(lm: LanguageModel, folder: Path) -> LanguageModel:

@@ -96,3 +96,23 @@ def _artifact_tier(kind: str, figures: rows.ArtifactFigures) -> TierFigures:
         f", {figures.attached} attached" if kind == "adapter" else ""
     )
     return TierFigures(KINDS[kind], figures.artifacts, figures.items, figures.bytes, detail)
+
+
+def item_tiers(core: Core, cube: str) -> dict[str, list[str]]:
+    """The model tiers holding each item of ``cube`` besides plaintext:
+    ``activation`` (a source of a current snapshot) and ``parametric`` (a source
+    of a current adapter; ``parametric (attached)`` when the adapter is on)."""
+    from memos.store import artifacts
+
+    cube_pk = core.cube(cube).pk
+    held: dict[str, list[str]] = {}
+    for kind, tier in KINDS.items():
+        for artifact in artifacts.with_sources(core.db, kind, cube_pk):
+            if artifact.stale:
+                continue
+            name = f"{tier} (attached)" if artifact.meta.get("attached") else tier
+            for item_id in artifact.sources:
+                tiers = held.setdefault(item_id, [])
+                if name not in tiers:
+                    tiers.append(name)
+    return held

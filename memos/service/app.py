@@ -1,4 +1,6 @@
-"""The HTTP app: the ``/v1`` routes (:mod:`memos.service.routes`), health and metrics.
+"""The HTTP app: the ``/v1`` routes (:mod:`memos.service.routes`), the
+OpenAI-compatible chat (:mod:`memos.service.openai_compat`), the ``/ui`` pages
+(:mod:`memos.service.ui`), health and metrics.
 
 :func:`create_app` builds it over one store shared by every tenant;
 ``memos serve`` workers build it with :func:`app_from_env`. The MCP endpoint
@@ -17,10 +19,11 @@ from fastapi.responses import PlainTextResponse
 
 from memos.client import Memos
 from memos.config import MemosConfig
-from memos.service import http_errors
+from memos.service import http_errors, openai_compat, ui
 from memos.service.callers import Caller, ServiceState, caller, job_executor, scoped, state_of
 from memos.service.guards import RequestGuard
 from memos.service.metrics import Metrics, MetricsMiddleware
+from memos.service.openai_compat import Upstream
 from memos.service.routes import v1
 from memos.service.schemas import ErrorOut, Health
 from memos.store import schema
@@ -78,12 +81,14 @@ def create_app(
     mcp: bool = True,
     own_memos: bool = False,
     threads: int = 1,
+    upstream: Upstream | None = None,
 ) -> FastAPI:
     """The service app over ``mem`` (one store shared by every tenant).
 
     ``auth=False`` makes every caller tenant ``local`` with every scope (the
     CLI allows it only on loopback). ``own_memos`` closes ``mem`` at shutdown.
     ``threads`` run each worker's memory work (see :mod:`memos.service.executor`).
+    ``upstream`` answers ``/v1/chat/completions`` in place of the local model.
     """
     metrics_registry = Metrics()
     mcp_server = None
@@ -116,11 +121,13 @@ def create_app(
         lifespan=lifespan,
         max_body_size=max_body_size,
     )
-    app.state.memos = ServiceState(mem, auth, metrics_registry, threads)
+    app.state.memos = ServiceState(mem, auth, metrics_registry, threads, upstream)
     http_errors.install(app)
     # The routers' routes already carry their prefix and documented errors; adding
     # them directly keeps ``app.routes`` a plain list the isolation test walks.
-    app.router.routes.extend([*v1.routes, *ops.routes])
+    app.router.routes.extend(
+        [*v1.routes, *openai_compat.router.routes, *ui.router.routes, *ops.routes]
+    )
     if mcp_server is not None:
         from memos.service.mcp_server import mount
 
@@ -153,4 +160,5 @@ def app_from_env() -> FastAPI:
         max_body_size=int(os.environ.get("MEMOS_SERVICE_MAX_BODY") or DEFAULT_MAX_BODY),
         own_memos=True,
         threads=int(os.environ.get("MEMOS_SERVICE_THREADS") or 1),
+        upstream=Upstream.from_env(),
     )

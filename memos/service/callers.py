@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +24,9 @@ from memos.service.batching import AddBatcher
 from memos.service.executor import WorkQueue
 from memos.service.metrics import TENANT_KEY, Metrics
 from memos.service.tenancy import TenantMemos
+
+if TYPE_CHECKING:
+    from memos.service.openai_compat import Upstream
 from memos.validation import CUBE_NAME_MAX_CHARS, LOCAL_TENANT
 
 log = logging.getLogger("memos.service")
@@ -47,7 +50,8 @@ class ServiceState:
     """What the routes share: the store, the auth switch, the metrics, the key
     cache, the work queues (memory work on ``threads`` threads, the language
     model on one of its own), the add batcher, and one background thread that
-    applies queued scheduler runs in order."""
+    applies queued scheduler runs in order; and the upstream model, if any
+    (:mod:`memos.service.openai_compat`)."""
 
     def __init__(
         self,
@@ -55,8 +59,10 @@ class ServiceState:
         auth: bool,
         metrics: Metrics,
         threads: int = 1,
+        upstream: Upstream | None = None,
     ) -> None:
         self.mem = mem
+        self.upstream = upstream
         self.core = mem.core
         self.auth = auth
         self.metrics = metrics

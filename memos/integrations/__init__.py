@@ -1,0 +1,1 @@
+"""Bridges from agent frameworks into memos (each imports its framework lazily)."""
