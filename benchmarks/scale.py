@@ -157,7 +157,7 @@ def postgres_bytes(items: int) -> dict[str, Any] | None:
         home = Path(tempfile.mkdtemp(prefix="memos-pgsize-")) / "home"
         seed(home, url, "sized", items)
         dsn = url.replace("postgresql+psycopg", "postgresql")
-        with psycopg.connect(dsn) as conn:
+        with psycopg.connect(dsn, autocommit=True) as conn:  # VACUUM runs outside a transaction
             conn.execute("VACUUM ANALYZE")
             tables = conn.execute(
                 "SELECT relname, pg_total_relation_size(relid) FROM pg_stat_user_tables"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -55,6 +56,12 @@ class RayJobs:
 
     def connect(self) -> None:
         """Join the cluster now (``ConfigError`` in one line when it cannot be reached)."""
+        address = self.config.jobs if self.config.jobs.startswith("ray://") else None
+        if address is not None:
+            _check_reachable(address)
+        # Ray reads these when it is imported.
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S", str(CONNECT_TIMEOUT_S))
         try:
             import ray
         except ImportError:
@@ -64,11 +71,8 @@ class RayJobs:
         with self._lock:
             if ray.is_initialized():
                 return
-            address = self.config.jobs if self.config.jobs.startswith("ray://") else None
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             try:
                 if address is not None:
-                    os.environ.setdefault("RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S", "5")
                     ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
                 else:
                     ray.init(
@@ -140,3 +144,17 @@ def _worker_config(config: MemosConfig, key: str) -> MemosConfig:
     home = Path(tempfile.gettempdir()) / f"memos-ray-{key[:16]}"
     database = config.database_url or f"sqlite:///{config.home / 'memos.db'}"
     return config.with_(home=home, database_url=database)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once, in one line, when nothing listens at a ``ray://host:port``
+    (the Ray client itself retries for its whole connection timeout)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"MEMOS_JOBS={address} is not ray://host:port")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"cannot reach the Ray cluster {address}: {reason}") from None

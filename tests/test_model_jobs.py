@@ -95,3 +95,21 @@ def test_snapshot_and_training_jobs_run_on_ray_and_serve_another_replica(
     assert on_b.chat("code?", cube="notes", max_new_tokens=1).adapters == [adapter.id]
     a.close()
     b.close()
+
+
+def test_a_ray_address_that_is_down_fails_serve_at_start_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memos.cli.main import app
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    monkeypatch.setenv("MEMOS_EMBEDDER", "hashing")
+    for address, says in (
+        ("ray://127.0.0.1:9", "cannot reach the Ray cluster ray://127.0.0.1:9"),
+        ("ray://head", "is not ray://host:port"),
+    ):
+        monkeypatch.setenv("MEMOS_JOBS", address)
+        result = runner.invoke(app, ["--home", str(tmp_path / "home"), "serve", "--port", "1"])
+        assert result.exit_code == 1 and says in result.output
+        assert len(result.output.strip().splitlines()) == 1

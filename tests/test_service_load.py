@@ -124,6 +124,27 @@ def test_concurrent_adds_are_batched_and_a_bad_one_gets_its_own_4xx(
     assert sorted(i["text"] for i in listed) == sorted(f"fact {n} of the batch" for n in range(15))
 
 
+def test_the_same_text_added_concurrently_is_stored_once(
+    served: tuple[str, ServeProcess, Memos],
+) -> None:
+    key, server, _ = served
+    answers: list[httpx.Response] = []
+
+    def add() -> None:
+        with httpx.Client(base_url=server.url, headers=bearer(key), timeout=60) as client:
+            answers.append(client.post("/v1/cubes/twice/items", json={"text": "Ana swims at 7"}))
+
+    threads = [threading.Thread(target=add) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.status_code for r in answers] == [201] * 8, [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+    listed = httpx.get(f"{server.url}/v1/cubes/twice/items", headers=bearer(key)).json()
+    assert [i["text"] for i in listed] == ["Ana swims at 7"]
+
+
 # -- the batcher on its own: a batch that fails as a whole fails add by add ------------
 
 
