@@ -27,6 +27,7 @@ Results go to ``benchmarks/results/retrieval.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import tempfile
@@ -108,6 +109,7 @@ def latency_side_by_side(path: Path) -> dict[str, Any]:
         out[f"{name}_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
         out[f"{name}_p95_ms"] = round(float(np.percentile(ms, 95)), 2)
     out["defaults_over_floor"] = round(out["defaults_p50_ms"] / out["floor_p50_ms"], 2)
+    out["defaults_over_plain"] = round(out["defaults_p50_ms"] / out["plain_p50_ms"], 2)
     return out
 
 
@@ -126,7 +128,7 @@ def _figures(report: dict[str, Any]) -> dict[str, Any]:
             if k != "n"
         }
 
-    return {
+    out = {
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in report["config"].items()},
         "questions": report["questions"],
         "overall": pct(report["overall"]),
@@ -134,6 +136,11 @@ def _figures(report: dict[str, Any]) -> dict[str, Any]:
         "search_p50_ms": round(report["timing"]["search_p50_ms"], 2),
         "search_p95_ms": round(report["timing"]["search_p95_ms"], 2),
     }
+    linked = report.get("associations")
+    if linked:
+        fused = {k: v for k, v in linked.items() if k != "dense"}
+        out["associations"] = {"n": linked["n"], **pct(fused), "dense": pct(linked["dense"])}
+    return out
 
 
 def main() -> None:
@@ -142,6 +149,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/retrieval.json"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--parts", default="ingest,latency,ablation")
+    parser.add_argument(
+        "--associations",
+        type=Path,
+        help="an association check on the same file (see memos.eval.locomo); "
+        "its pairs name the data's turns, so keep it beside the data, not here",
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
@@ -151,16 +164,24 @@ def main() -> None:
     print("latency", latency, flush=True)
     if "ablation" in parts:
         rows = ablation_rows(full=not args.quick)
-        reports = run_ablation(args.path, run_locomo, rows)
+        run = functools.partial(run_locomo, associations=args.associations)
+        reports = run_ablation(args.path, run, rows)
         table = {name: _figures(r) for name, r in reports.items()}
     else:
         table = previous.get("rows", {})
     for name, r in table.items():
         o = r["overall"]
+        linked = r.get("associations")
         print(
             f"{name:28s} R@1 {o['recall@1']:5.1f} R@5 {o['recall@5']:5.1f} "
             f"R@10 {o['recall@10']:5.1f} R@20 {o['recall@20']:5.1f} MRR {o['mrr']:.3f} "
-            f"p50 {r['search_p50_ms']:.1f} ms",
+            + (
+                f"assoc R@10 {linked['recall@10']:5.1f} "
+                f"(dense {linked['dense']['recall@10']:5.1f}) "
+                if linked
+                else ""
+            )
+            + f"p50 {r['search_p50_ms']:.1f} ms",
             flush=True,
         )
     out = {
@@ -174,6 +195,7 @@ def main() -> None:
                 "fusion",
                 "dense_weight",
                 "keyword_weight",
+                "keyword_evidence",
                 "candidates",
                 "keyword_candidates",
                 "key_fields",

@@ -101,9 +101,17 @@ def eval_locomo(
     ablation: Annotated[
         bool, typer.Option("--ablation", help="Run the defaults without each technique.")
     ] = False,
+    associations: Annotated[
+        Path | None,
+        typer.Option(
+            help="An association check on the same file: a JSON list of "
+            '{"sample_id", "cue": dia_id, "trigger"} (trigger and cue share no word).'
+        ),
+    ] = None,
     json_out: Json = False,
 ) -> None:
-    """Evidence recall@k, MRR and nDCG@10 on a LoCoMo-format file (category 5 excluded)."""
+    """Evidence recall@k, MRR and nDCG@10 on a LoCoMo-format file (category 5 excluded),
+    and with --associations the recall of cues from triggers that never name them."""
     from memos.errors import ConfigError
     from memos.eval.ablation import ablation_rows, parse_overrides, run_ablation
     from memos.eval.locomo import run_locomo
@@ -129,6 +137,7 @@ def eval_locomo(
                 limit=limit,
                 embedder=options.get("embedder"),
                 progress=bar,
+                associations=associations,
                 **extra,  # type: ignore[arg-type]
             )
 
@@ -150,6 +159,13 @@ def eval_locomo(
     for category, figures in result["by_category"].items():
         out.add_row(f"category {category}", *(f"{v:.3f}" for k, v in figures.items() if k != "n"))
     console.print(out)
+    if "associations" in result:
+        linked = result["associations"]
+        console.print(
+            f"associations ({linked['n']} triggers): R@10 {100 * linked['recall@10']:.1f} fused, "
+            f"{100 * linked['dense']['recall@10']:.1f} dense alone",
+            highlight=False,
+        )
     t = result["timing"]
     console.print(
         f"ingest {t['ingest_items_per_s']:.1f} items/s; "
@@ -161,18 +177,28 @@ def eval_locomo(
 def _ablation_table(reports: dict[str, dict]) -> None:
     first = next(iter(reports.values()))
     cats = list(first["by_category"])
+    linked = ["assoc R@10", "assoc dense"] if "associations" in first else []
     out = table(
         f"LoCoMo ablation ({first['questions']} questions; R@k in %)",
-        ["", "R@1", "R@5", "R@10", "R@20", "MRR", *(f"R@10 c{c}" for c in cats), "p50 ms"],
+        ["", "R@1", "R@5", "R@10", "R@20", "MRR", *(f"R@10 c{c}" for c in cats), *linked, "p50 ms"],
     )
     for name, r in reports.items():
         o = r["overall"]
+        assoc = r.get("associations")
         out.add_row(
             name,
             *(f"{100 * o.get(m, 0.0):.1f}" for m in ("recall@1", "recall@5", "recall@10")),
             f"{100 * o.get('recall@20', 0.0):.1f}",
             f"{o['mrr']:.3f}",
             *(f"{100 * r['by_category'][c].get('recall@10', 0.0):.1f}" for c in cats),
+            *(
+                [
+                    f"{100 * assoc.get('recall@10', 0.0):.1f}",
+                    f"{100 * assoc['dense'].get('recall@10', 0.0):.1f}",
+                ]
+                if assoc
+                else []
+            ),
             f"{r['timing']['search_p50_ms']:.1f}",
         )
     console.print(out)

@@ -96,6 +96,11 @@ class MemosConfig:
         dense_weight, keyword_weight: weights of the two channels in the
             fusion (``zscore`` and ``minmax`` use their shares of the sum).
         rrf_k: the rank offset of reciprocal-rank fusion.
+        keyword_evidence: how far the keyword channel's weight follows its
+            evidence for the query: the weight is multiplied by the share of
+            the query's IDF mass its best hit holds, to this power (0: a fixed
+            weight). A query whose words match nothing specific leans on the
+            dense channel.
         fusion: how channel scores are combined: ``"zscore"`` (each channel's
             scores standardized over the cube, then weighted), ``"minmax"``
             (scaled to 0..1 over the candidates) or ``"rrf"`` (ranks only).
@@ -146,6 +151,7 @@ class MemosConfig:
     embed_batch_size: int = 64
     dense_weight: float = 0.6
     keyword_weight: float = 0.4
+    keyword_evidence: float = 1.5
     rrf_k: int = 60
     fusion: str = "zscore"
     key_fields: tuple[str, ...] = KEY_FIELDS
@@ -199,7 +205,12 @@ class MemosConfig:
             raise ConfigError(f"key_fields={bad}; allowed: {', '.join(KEY_FIELDS)}")
         if not isinstance(self.keyword_stemming, bool):
             raise ConfigError(f"keyword_stemming={self.keyword_stemming!r}; allowed: true, false")
-        for name in ("neighbour_weight", "speaker_weight", "time_weight"):
+        for name in (
+            "neighbour_weight",
+            "speaker_weight",
+            "time_weight",
+            "keyword_evidence",
+        ):
             if not 0 <= getattr(self, name) <= 10:
                 raise ConfigError(f"{name}={getattr(self, name)}; allowed: 0..10")
         if not 0 <= self.neighbour_radius <= 10:

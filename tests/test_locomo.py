@@ -41,6 +41,47 @@ def test_recall_report_shape_and_values(tmp_path: Path) -> None:
     assert result["timing"]["search_p95_ms"] >= result["timing"]["search_p50_ms"] > 0
 
 
+def test_an_association_check_rides_along_with_its_dense_only_figures(tmp_path: Path) -> None:
+    data = write_locomo(tmp_path / "l.json")
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(
+        json.dumps(
+            [
+                {"sample_id": "conv-a", "cue": "D1:4", "trigger": "any tips for string practice?"},
+                {"sample_id": "conv-a", "cue": ["D1:1"], "trigger": "who needs a walk daily?"},
+            ]
+        )
+    )
+    result = run_locomo(
+        data, (1, 10), memos_factory=lambda home: open_memos(home), associations=pairs
+    )
+    linked = result["associations"]
+    assert linked["n"] == 2 and linked["recall@10"] == 1.0  # a sample has < 10 turns
+    assert set(linked["dense"]) == {"recall@1", "recall@10", "mrr", "ndcg@10"}
+    assert result["questions"] == 6  # the triggers are not LoCoMo questions
+
+
+@pytest.mark.parametrize(
+    ("pairs", "says"),
+    [
+        ("{}", "list of cue/trigger pairs"),
+        ('[{"sample_id": "conv-a", "cue": "D1:1"}]', "trigger"),
+        ('[{"sample_id": "conv-z", "cue": "D1:1", "trigger": "t"}]', "no sample"),
+        ('[{"sample_id": "conv-a", "cue": "D9:9", "trigger": "t"}]', "not a turn"),
+        ('[{"sample_id": "conv-a", "cue": [], "trigger": "t"}]', "not a turn"),
+    ],
+)
+def test_a_bad_association_file_is_explained(tmp_path: Path, pairs: str, says: str) -> None:
+    path = tmp_path / "pairs.json"
+    path.write_text(pairs)
+    with pytest.raises(EvalDataError, match=says):
+        run_locomo(
+            write_locomo(tmp_path / "l.json"),
+            memos_factory=lambda home: open_memos(home),
+            associations=path,
+        )
+
+
 @pytest.mark.parametrize(
     "content", ["not json", "{}", "[]", '[{"conversation": {}, "qa": []}]', '[{"qa": []}]']
 )

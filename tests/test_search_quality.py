@@ -165,12 +165,20 @@ def test_a_dated_question_prefers_that_date(tmp_path: Path) -> None:
         + _turns("s3", may.replace(year=2022), [("Ben", "A lake trip is my idea of a day off")])
     )
     query = "What did Ana do at the lake in August 2023?"
+    # The keyword channel's weight stays fixed where the date is not in the keys:
+    # "August 2023" would then match nothing and the query lean on the dense channel.
     for fields, weight, mode, want in (
         ((), 1.0, "hybrid", august),  # the time bonus
         (("date",), 0.0, "keyword", august),  # the date in the keyword key
         ((), 0.0, "hybrid", may),  # neither: the closer wording wins
+        (("speaker", "caption", "date"), 1.0, "hybrid", august),  # both, as by default
     ):
-        memos = open_memos(tmp_path / f"{fields}{weight}", key_fields=fields, time_weight=weight)
+        memos = open_memos(
+            tmp_path / f"{fields}{weight}",
+            key_fields=fields,
+            time_weight=weight,
+            keyword_evidence=1.5 if "date" in fields else 0.0,
+        )
         memos.add_messages(chat, cube="c")
         assert memos.search(query, cube="c", k=1, mode=mode)[0].item.event_time == want
         memos.close()
@@ -264,6 +272,63 @@ def test_keyword_stats_and_stemming() -> None:
         assert std == pytest.approx(float(np.std(scores)), abs=1e-5)
 
 
+def test_keyword_coverage_is_the_share_of_the_query_idf_its_best_hit_holds() -> None:
+    docs = {1: "knee hurts after football", 2: "football on sunday", 3: "a quiet day"}
+    index = KeywordIndex()
+    index.upsert(docs.items())
+    n = len(docs)
+
+    def idf(df: int) -> float:
+        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+
+    total = idf(1) + idf(2) + idf(0)  # knee, football and marathon (held by none)
+    assert index.coverage("knee football marathon", [1, 2]) == pytest.approx(
+        (idf(1) + idf(2)) / total
+    )
+    assert index.coverage("knee football marathon", [2]) == pytest.approx(idf(2) / total)
+    assert index.coverage("knee football", [1]) == pytest.approx(1.0)
+    assert index.coverage("marathon", [1, 2, 3]) == 0.0
+    assert index.coverage("the of", [1]) == 0.0  # no content word
+    assert index.coverage("knee", [99]) == 0.0  # unknown item
+
+
+@pytest.mark.real_model
+def test_a_query_whose_words_match_nothing_specific_leans_on_the_dense_channel(
+    tmp_path: Path,
+) -> None:
+    from memos.client import Memos
+    from memos.plaintext.embedder import SentenceTransformerEmbedder
+
+    # The cue shares no word with the question; four other memories share one
+    # common word each ("travel", "leave", "sitter"), which the keyword channel finds.
+    cue = "My puppy chews every shoe in the flat."
+    others = [
+        "I travel light.",
+        "Leave the window open.",
+        "The sitter from next door is Tom.",
+        "We bought new curtains.",
+        "The train should be on time.",
+        "My sister plays chess.",
+    ]
+    day = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    chat = [
+        {"role": "user", "name": "Ana", "content": text, "timestamp": day, "session_id": f"s{n}"}
+        for n, text in enumerate([cue, *others])
+    ]
+    question = "Should I leave my dog with a sitter when I travel?"
+    embedder = SentenceTransformerEmbedder("default")
+    ranks = {}
+    for evidence in (0.0, MemosConfig(home=tmp_path).keyword_evidence):
+        config = MemosConfig(home=tmp_path / str(evidence), keyword_evidence=evidence)
+        memos = Memos(config, embedder=embedder)
+        memos.add_messages(chat, cube="c", prefix_speaker=False)
+        ranks[evidence] = _texts(memos.search(question, cube="c", k=7)).index(cue)
+        dense = _texts(memos.search(question, cube="c", k=7, mode="dense")).index(cue)
+        memos.close()
+    fixed, adaptive = ranks[0.0], ranks[max(ranks)]
+    assert adaptive <= dense < fixed and adaptive < fixed, (ranks, dense)
+
+
 # -- configuration ------------------------------------------------------------
 
 
@@ -276,6 +341,7 @@ def test_keyword_stats_and_stemming() -> None:
         ("neighbour_radius", 11),
         ("keyword_candidates", 0),
         ("time_weight", 11.0),
+        ("keyword_evidence", -1.0),
     ],
 )
 def test_bad_search_knobs_are_named(field: str, value: Any) -> None:

@@ -23,6 +23,7 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
     "question keys": {"key_fields": ("speaker", "caption", "date")},
     "keys": {"key_fields": ()},
     "stemming": {"keyword_stemming": False},
+    "keyword evidence": {"keyword_evidence": 0.0},
     "fusion": {"fusion": "rrf", "dense_weight": 1.0, "keyword_weight": 0.5},
     "depth": {"candidates": 50, "keyword_candidates": 50},
     "neighbours": {"neighbour_weight": 0.0},

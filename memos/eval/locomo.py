@@ -10,6 +10,14 @@ Every sample is ingested into a fresh cube, one item per turn, through
 recall@k is the share of its evidence turns among the top k. MRR counts the
 first evidence turn within the deepest cut-off; nDCG@10 takes each evidence
 turn as relevant. Category 5 (adversarial) is excluded.
+
+An *association check* can ride along (``associations=``): a JSON list of
+``{"sample_id", "cue", "trigger"}``, where ``cue`` is the dia_id (or a list of
+them) of a turn said in passing and ``trigger`` a later remark it bears on
+without sharing its words ("should I sign up for the marathon?" for a knee
+injury). Each trigger is searched in its sample's cube like a question, and
+once more on the dense channel alone, so the report shows whether fusion keeps
+purely semantic matches in the top k.
 """
 
 from __future__ import annotations
@@ -54,15 +62,46 @@ class Sample:
 
 def load_locomo(path: Path) -> list[Sample]:
     """Read and check a LoCoMo file; ``EvalDataError`` says what is wrong where."""
+    raw = _read_json(path)
+    if not isinstance(raw, list) or not raw:
+        raise EvalDataError(f"{path}: expected a non-empty JSON list of samples")
+    return [_sample(entry, i) for i, entry in enumerate(raw)]
+
+
+def load_associations(path: Path, samples: list[Sample]) -> dict[str, list[Question]]:
+    """Read an association check (see the module docs) against ``samples``:
+    sample id -> its triggers as questions (category 0) whose evidence is the cue.
+
+    Raises:
+        EvalDataError: not a list of pairs, or a pair naming a sample or turn
+            the file does not have.
+    """
+    raw = _read_json(path)
+    if not isinstance(raw, list) or not raw:
+        raise EvalDataError(f"{path}: expected a non-empty JSON list of cue/trigger pairs")
+    turns = {s.sample_id: {m["metadata"]["dia_id"] for m in s.messages} for s in samples}
+    out: dict[str, list[Question]] = {}
+    for i, pair in enumerate(raw):
+        where = f"{path}: pair {i}"
+        if not isinstance(pair, dict) or not isinstance(pair.get("trigger"), str):
+            raise EvalDataError(f"{where}: needs 'sample_id', 'cue' and a 'trigger' string")
+        sample_id, cue = str(pair.get("sample_id")), pair.get("cue")
+        if sample_id not in turns:
+            raise EvalDataError(f"{where}: no sample {sample_id!r} in the conversations")
+        cues = frozenset([cue] if isinstance(cue, str) else cue or [])
+        if not cues or not all(isinstance(c, str) and c in turns[sample_id] for c in cues):
+            raise EvalDataError(f"{where}: cue {cue!r} is not a turn of {sample_id}")
+        out.setdefault(sample_id, []).append(Question(pair["trigger"], cues, 0))
+    return out
+
+
+def _read_json(path: Path) -> Any:
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EvalDataError(f"{path}: no such file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EvalDataError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(raw, list) or not raw:
-        raise EvalDataError(f"{path}: expected a non-empty JSON list of samples")
-    return [_sample(entry, i) for i, entry in enumerate(raw)]
 
 
 def _sample(entry: Any, position: int) -> Sample:
@@ -151,6 +190,7 @@ def run_locomo(
     memos_factory: Callable[..., Any] | None = None,
     config: Mapping[str, Any] | None = None,
     cube_prefix: str = "locomo",
+    associations: Path | None = None,
 ) -> dict[str, Any]:
     """Ingest each sample into a fresh cube, search every question, report recall@k.
 
@@ -162,14 +202,17 @@ def run_locomo(
             ``factory(home, **config)`` (default: the real embedder named by
             ``embedder``).
         config: ``MemosConfig`` fields to override.
+        associations: an association check on the same conversations (see
+            the module docs); its figures are the report's ``associations``.
     """
     samples = load_locomo(path)[:limit]
+    pairs = load_associations(associations, samples) if associations else {}
     ks = sorted(set(cutoffs))
     with tempfile.TemporaryDirectory(prefix="memos-locomo-") as scratch:
         build = memos_factory or _default_factory(embedder)
         memos = build(Path(home or scratch), **dict(config or {}))
         try:
-            result = _evaluate(memos, samples, ks, mode, str(path), progress, cube_prefix)
+            result = _evaluate(memos, samples, pairs, ks, mode, str(path), progress, cube_prefix)
         finally:
             memos.close()
     result["config"] = dict(config or {})
@@ -189,6 +232,7 @@ def _default_factory(embedder: str | None) -> Callable[..., Any]:
 def _evaluate(
     memos: Any,
     samples: list[Sample],
+    pairs: Mapping[str, list[Question]],
     ks: list[int],
     mode: str,
     source: str,
@@ -196,9 +240,15 @@ def _evaluate(
     prefix: str,
 ) -> dict[str, Any]:
     scores: list[tuple[int, dict[str, float]]] = []
+    linked: dict[str, list[dict[str, float]]] = {"fused": [], "dense": []}
     latencies: list[float] = []
     ingest_s, ingested = 0.0, 0
     total = sum(len(s.questions) for s in samples)
+
+    def ranked(query: str, cube: str, how: str) -> list[Any]:
+        hits = memos.search(query, cube=cube, k=max(ks), mode=how)
+        return [hit.item.metadata.get("dia_id") for hit in hits]
+
     for number, sample in enumerate(samples):
         cube = f"{prefix}-{number}-{re.sub(r'[^A-Za-z0-9_.-]', '_', sample.sample_id)[:60]}"
         start = time.perf_counter()
@@ -207,13 +257,28 @@ def _evaluate(
         ingested += len(sample.messages)
         for question in sample.questions:
             start = time.perf_counter()
-            hits = memos.search(question.text, cube=cube, k=max(ks), mode=mode)
+            found = ranked(question.text, cube, mode)
             latencies.append(time.perf_counter() - start)
-            ranked = [hit.item.metadata.get("dia_id") for hit in hits]
-            scores.append((question.category, _measures(ranked, question.evidence, ks)))
+            scores.append((question.category, _measures(found, question.evidence, ks)))
             if progress:
                 progress(len(scores), total)
-    return _report(scores, ks, samples, source, mode, ingested, ingest_s, latencies)
+        for pair in pairs.get(sample.sample_id, []):
+            linked["fused"].append(_measures(ranked(pair.text, cube, mode), pair.evidence, ks))
+            linked["dense"].append(_measures(ranked(pair.text, cube, "dense"), pair.evidence, ks))
+    report = _report(scores, ks, samples, source, mode, ingested, ingest_s, latencies)
+    if linked["fused"]:
+        report["associations"] = {
+            "n": len(linked["fused"]),
+            **_mean(linked["fused"]),
+            "dense": _mean(linked["dense"]),
+        }
+    return report
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Each measure's mean over ``rows`` (0 for none)."""
+    names = list(rows[0]) if rows else []
+    return {name: float(np.mean([r[name] for r in rows])) for name in names}
 
 
 def _measures(ranked: list[Any], evidence: frozenset[str], ks: list[int]) -> dict[str, float]:
@@ -240,7 +305,7 @@ def _report(
     names = [*(f"recall@{k}" for k in ks), "mrr", "ndcg@10"]
 
     def summary(rows: list[dict[str, float]]) -> dict[str, float]:
-        return {name: float(np.mean([r[name] for r in rows])) if rows else 0.0 for name in names}
+        return _mean(rows) if rows else dict.fromkeys(names, 0.0)
 
     by_category = {
         str(c): {

@@ -174,8 +174,7 @@ class KeywordIndex:
             scores = np.zeros(len(self._label_pk), dtype=np.float32)  # [labels]
             norm = self._norm(n_docs)  # [labels]
             for term in terms:
-                df = self._df[term]
-                idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+                idf = _idf(n_docs, self._df[term])
                 labels, tfs = self._term_arrays(term)
                 scores[labels] += idf * tfs * (K1 + 1) / (tfs + norm[labels])
             mask = self._alive_mask()
@@ -191,6 +190,28 @@ class KeywordIndex:
                 candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
             order = candidates[np.argsort(-scores[candidates], kind="stable")]
             return [(self._label_pk[i], float(scores[i])) for i in order], stats
+
+    def coverage(self, query: str, pks: Iterable[int]) -> float:
+        """The largest share of the query's IDF mass that one of ``pks`` holds
+        (0..1): how specifically the keyword channel's best hits match the query.
+
+        A query word no item has counts with the largest IDF: the channel has
+        nothing for it, so it lowers the share.
+        """
+        with self.lock:
+            n_docs = len(self._pk_label)
+            terms = query_terms(query, self.analyze)
+            if not n_docs or not terms:
+                return 0.0
+            idf = {t: _idf(n_docs, self._df.get(t, 0)) for t in terms}
+            total = sum(idf.values())
+            best = 0.0
+            for pk in pks:
+                label = self._pk_label.get(pk)
+                if label is not None:
+                    held = self._doc_terms[label]
+                    best = max(best, sum(w for t, w in idf.items() if t in held))
+            return best / total if total > 0 else 0.0
 
     def _norm(self, n_docs: int) -> np.ndarray:
         """``k1 * (1 - b + b * len / avg_len)`` per label."""
@@ -211,3 +232,8 @@ class KeywordIndex:
             cached = (np.asarray(labels, dtype=np.int64), np.asarray(tfs, dtype=np.float32))
             self._arrays[term] = cached
         return cached
+
+
+def _idf(n_docs: int, df: int) -> float:
+    """BM25's inverse document frequency of a term held by ``df`` of ``n_docs`` items."""
+    return math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
