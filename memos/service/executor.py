@@ -50,11 +50,12 @@ class _Task:
 
     def run(self) -> None:
         try:
-            result = self.fn()
+            result, error = self.fn(), None
         except BaseException as exc:  # handed to the awaiting request
-            self.loop.call_soon_threadsafe(settle, self.done, None, exc)
-        else:
-            self.loop.call_soon_threadsafe(settle, self.done, result, None)
+            result, error = None, exc
+        # A closed loop (shutdown) has nobody awaiting the answer.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(settle, self.done, result, error)
 
 
 def settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
