@@ -145,13 +145,18 @@ class IndexManager:
     def hidden(self, cube_pk: int) -> set[int]:
         """Indexed items of a loaded cube in a state plain searches skip
         (archived, forgotten); empty for a cube not loaded."""
-        entry = self._cubes.get(cube_pk)
+        entry = self._entry(cube_pk)
         return entry.hidden if entry is not None else set()
 
     def loaded(self, cube_pk: int) -> DenseIndex | None:
         """The cube's dense index if this process has it in memory."""
-        entry = self._cubes.get(cube_pk)
+        entry = self._entry(cube_pk)
         return entry.dense if entry is not None else None
+
+    def _entry(self, cube_pk: int) -> CubeIndexes | None:
+        """The loaded record of a cube (``None`` when not loaded), read under the lock."""
+        with self._lock:
+            return self._cubes.get(cube_pk)
 
     def memory_bytes(self) -> int:
         """About how much memory the loaded cubes take."""
@@ -265,7 +270,7 @@ class IndexManager:
 
     def catch_up(self, cube_pk: int, revision: int | None = None) -> bool:
         """Apply every change the database has past a loaded cube's revision."""
-        entry = self._cubes.get(cube_pk)
+        entry = self._entry(cube_pk)
         return entry is not None and self._catch_up(cube_pk, entry, revision)
 
     def _catch_up(self, cube_pk: int, entry: CubeIndexes, revision: int | None = None) -> bool:
@@ -332,7 +337,7 @@ class IndexManager:
                 are read from the database, which holds every field a key uses).
             removals: pks of items deleted.
         """
-        entry = self._cubes.get(cube_pk)
+        entry = self._entry(cube_pk)
         if entry is None:
             return
         index, words = entry.dense, entry.keyword
@@ -365,7 +370,7 @@ class IndexManager:
         for other in path.parent.glob("dense-*.safetensors"):
             if other != path:
                 other.unlink(missing_ok=True)
-        if cube.pk not in self._cubes and not path.exists():
+        if self._entry(cube.pk) is None and not path.exists():
             return
         index = self.get(cube)
         index.erase(pks)
@@ -373,7 +378,7 @@ class IndexManager:
 
     def forget(self, cube_pk: int, pks: list[int]) -> None:
         """Drop items from the loaded indexes (found missing from the database)."""
-        entry = self._cubes.get(cube_pk)
+        entry = self._entry(cube_pk)
         if entry is not None:
             entry.dense.remove(pks)
             entry.keyword.remove(pks)
@@ -381,7 +386,7 @@ class IndexManager:
 
     def save(self, cube_pk: int) -> None:
         """Write a loaded index to its file, without items purged meanwhile."""
-        entry = self._cubes.get(cube_pk)
+        entry = self._entry(cube_pk)
         if entry is not None:
             self._save(cube_pk, entry.dense)
 
@@ -391,7 +396,9 @@ class IndexManager:
 
     def save_all(self) -> None:
         """Persist every loaded index that has changes not yet on disk."""
-        for cube_pk, entry in list(self._cubes.items()):
+        with self._lock:
+            loaded = list(self._cubes.items())
+        for cube_pk, entry in loaded:
             if entry.dense.unsaved:
                 self._save(cube_pk, entry.dense)
 
