@@ -77,6 +77,26 @@ class SchedulerPolicy:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """The settings one search reads, taken from :class:`MemosConfig` (whose
+    fields of the same names document them): what a search needs, and nothing
+    about how the indexes are built or where the store lives."""
+
+    fusion: str
+    dense_weight: float
+    keyword_weight: float
+    keyword_evidence: float
+    rrf_k: int
+    candidates: int
+    keyword_candidates: int
+    neighbour_weight: float
+    neighbour_radius: int
+    speaker_weight: float
+    time_weight: float
+    retention_weight: float
+
+
+@dataclass(frozen=True)
 class MemosConfig:
     """Everything a :class:`memos.Memos` instance needs to know.
 
@@ -268,9 +288,17 @@ class MemosConfig:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    @property
+    def search(self) -> SearchConfig:
+        """The search settings (see :class:`SearchConfig`)."""
+        return SearchConfig(**{name: getattr(self, name) for name in _SEARCH_FIELDS})
+
     def with_(self, **changes: Any) -> MemosConfig:
         """A copy with ``changes`` applied (validated again)."""
         return replace(self, **changes)
+
+
+_SEARCH_FIELDS = tuple(SearchConfig.__dataclass_fields__)
 
 
 def _positive(name: str, value: float) -> None:

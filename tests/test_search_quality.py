@@ -21,7 +21,7 @@ from memos.config import MemosConfig
 from memos.errors import ConfigError
 from memos.eval.ablation import PLAIN, ablation_rows, parse_overrides
 from memos.plaintext.dense_index import DenseIndex, IndexIdentity
-from memos.plaintext.fusion import combine, normalize
+from memos.plaintext.fusion import combine, normalize, ranks, rrf
 from memos.plaintext.keyword import KeywordIndex
 from memos.plaintext.neighbourhood import CubeLayout, Placement, smooth
 from memos.plaintext.query_hints import named_period, named_speaker
@@ -216,6 +216,24 @@ def test_fusion_keeps_a_strong_dense_hit_a_weak_keyword_channel_misses() -> None
     for r, (pk, _) in enumerate(keyword, 1):
         rrf[pk] = rrf.get(pk, 0.0) + 0.5 / (60 + r)
     assert max(rrf, key=rrf.__getitem__) == 2
+
+
+def test_reciprocal_rank_fusion_weighs_ranks_and_shares_tied_ones() -> None:
+    dense = [(1, 0.9), (2, 0.5), (3, 0.5)]  # 2 and 3 tie: both rank 2
+    keyword = [(3, 4.0)]
+    fused = rrf([(dense, 0.6), (keyword, 0.4)], 60)
+    best = (0.6 + 0.4) / 61
+    assert fused[1] == pytest.approx(0.6 / 61 / best)
+    assert fused[2] == pytest.approx(0.6 / 62 / best)
+    assert fused[3] == pytest.approx((0.6 / 62 + 0.4 / 61) / best)
+    assert ranks(dense) == {1: (1, 0.9), 2: (2, 0.5), 3: (2, 0.5)}
+
+
+def test_one_search_config_carries_every_search_setting() -> None:
+    config = MemosConfig(home=Path("."), keyword_evidence=2.0, candidates=40)
+    search = config.search
+    assert (search.keyword_evidence, search.candidates, search.fusion) == (2.0, 40, "zscore")
+    assert all(getattr(search, f) == getattr(config, f) for f in vars(search))
 
 
 def test_minmax_and_empty_channels() -> None:

@@ -8,7 +8,9 @@ weights' shares:
   score over the whole cube (both indexes report them), so a channel whose
   best hit stands far above the rest keeps that lead;
 - ``minmax``: ``(s - min) / (max - min)`` over the channel's candidates;
-- ``rrf`` is not here: it uses ranks only (see :mod:`memos.retrieval`).
+- ``rrf``: weighted reciprocal ranks, scores unused (:func:`rrf`).
+
+:func:`fuse` runs the one the configuration names on the channels' finds.
 
 A candidate one channel did not return gets that channel's *floor*: the
 normalized score of its weakest returned candidate for the dense channel (a
@@ -23,7 +25,12 @@ candidates only, instead of the whole cube, cost about 2 points in trials.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from memos.plaintext.channels import Found
 
 Hits = list[tuple[int, float]]
 
@@ -70,3 +77,32 @@ def combine(channels: list[tuple[Channel, float]]) -> tuple[dict[int, float], fl
     pks = dict.fromkeys(pk for channel, _ in live for pk in channel.scores)
     fused = {pk: sum(w * c.scores.get(pk, c.floor) for c, w in live) / total for pk in pks}
     return fused, sum(w * c.floor for c, w in live) / total
+
+
+def fuse(found: list[Found], kind: str, rrf_k: int) -> tuple[dict[int, float], float]:
+    """Fuse the channels' finds (``kind``: ``zscore``, ``minmax`` or ``rrf``):
+    ``{pk: score}`` for every candidate, and the score of an item none returned."""
+    if kind == "rrf":
+        return rrf([(f.hits, f.weight) for f in found], rrf_k), 0.0
+    return combine([(normalize(f.hits, f.stats, kind, f.floor_raw), f.weight) for f in found])
+
+
+def rrf(channels: list[tuple[Hits, float]], rrf_k: int) -> dict[int, float]:
+    """Weighted reciprocal-rank fusion, scaled so a first place in every channel scores 1."""
+    ranked = [({pk: r for pk, (r, _) in ranks(hits).items()}, weight) for hits, weight in channels]
+    best = sum(weight for hits, weight in channels if hits) / (rrf_k + 1) or 1.0
+    pks = dict.fromkeys(pk for order, _ in ranked for pk in order)
+    return {
+        pk: sum(w / (rrf_k + order[pk]) for order, w in ranked if pk in order) / best for pk in pks
+    }
+
+
+def ranks(hits: Hits) -> dict[int, tuple[int, float]]:
+    """pk -> (1-based rank, score); equal scores share the best rank of their group."""
+    out: dict[int, tuple[int, float]] = {}
+    rank, previous = 0, None
+    for position, (pk, score) in enumerate(hits, 1):
+        if previous is None or not math.isclose(score, previous, rel_tol=1e-6, abs_tol=1e-9):
+            rank, previous = position, score
+        out[pk] = (rank, score)
+    return out

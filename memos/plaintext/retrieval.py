@@ -3,25 +3,24 @@
 One search, in order:
 
 1. catches the cube's indexes up with the database;
-2. asks FAISS (for the query's embedding) and the BM25 index of keyword keys
-   (:mod:`memos.plaintext.search_keys`) for their best ``candidates`` /
-   ``keyword_candidates`` items among those the filter allows, each with the
-   mean and spread of the query's score over the cube;
-3. fuses them (:mod:`memos.plaintext.fusion`: z-score by default, or reciprocal rank),
-   the keyword channel weighed by its evidence for this query: the share of the
-   query's IDF mass its best hit holds (``keyword_evidence``), so a query whose
-   words match nothing specific leans on the dense channel;
+2. runs the channels the mode asks for (:mod:`memos.plaintext.channels`): FAISS
+   over the query's embedding and BM25 over the keyword keys
+   (:mod:`memos.plaintext.search_keys`), each giving its best candidates among
+   those the filter allows, the query's score statistics over the cube, and its
+   weight for this query (the keyword channel's follows its evidence);
+3. fuses them (:mod:`memos.plaintext.fusion`: z-score by default, or reciprocal rank);
 4. lifts each candidate by its best neighbour in the same session and brings
    those neighbours in (:mod:`memos.plaintext.neighbourhood`);
 5. adds the bonuses the query's named speaker and period earn
    (:mod:`memos.plaintext.query_hints`);
-6. blends in each candidate's retention (read from a light query of its
-   figures) and reads only the top ``k`` items from the database.
+6. ranks: blends in each contender's retention (read with its row), and keeps
+   the top ``k`` with their score parts.
+
+Every setting comes from one :class:`memos.config.SearchConfig`, read once per search.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,8 +28,8 @@ from typing import TYPE_CHECKING
 
 from memos import store
 from memos.filters import SearchFilter
-from memos.plaintext.fusion import Channel, combine, normalize
-from memos.plaintext.keyword import KeywordIndex
+from memos.plaintext.channels import Channel, DenseChannel, KeywordChannel
+from memos.plaintext.fusion import fuse, ranks
 from memos.plaintext.neighbourhood import CubeLayout, smooth
 from memos.plaintext.query_hints import named_period, named_speaker
 from memos.records import MemoryRecord, ScoreParts, SearchHit
@@ -39,13 +38,8 @@ from memos.store.cubes import CubeRef
 from memos.validation import check_search
 
 if TYPE_CHECKING:
-    from memos.config import MemosConfig
+    from memos.config import SearchConfig
     from memos.core import Core
-
-
-#: How many of the keyword channel's best hits its evidence is read from (on
-#: the LoCoMo dev split, the best three gave the same recall as the best one).
-EVIDENCE_HITS = 1
 
 
 @dataclass
@@ -66,65 +60,41 @@ class Retriever:
         Items purged by another process since the index saw them are dropped.
         """
         check_search(k, mode)
-        cfg = self.core.config
-        want_d, want_k = max(cfg.candidates, k), max(cfg.keyword_candidates, k)
+        cfg = self.core.config.search
         indexes = self.core.indexes.open(cube, cube.revision)  # loaded and caught up
-        index = indexes.dense
         if flt == SearchFilter():
             # The plain filter: only archived and forgotten items are excluded,
-            # and the index manager knows which those are. Over-fetch, then drop.
-            hidden = indexes.hidden
-            extra, allowed = len(hidden), None
+            # and the index manager knows which those are.
+            allowed, hidden = None, indexes.hidden
         else:
-            extra, allowed, hidden = 0, self._filtered(cube, flt), set()
-        lexical: list[tuple[int, float]] = []
-        k_stats = d_stats = (0.0, 0.0)
-        if mode != "dense":
-            lexical, k_stats = indexes.keyword.search_with_stats(query, want_k + extra, allowed)
-        dense: list[tuple[int, float]] = []
+            allowed, hidden = self._filtered(cube, flt), set()
+        channels: list[Channel] = []
         if mode != "keyword":
-            vector = self.core.query_vectors.vector(query)  # [dim]
-            dense = index.search(vector, want_d + extra, allowed)
-            if cfg.fusion == "zscore":
-                d_stats = index.score_stats(vector)
-        dense = [(pk, s) for pk, s in dense if pk not in hidden][:want_d]
-        lexical = [(pk, s) for pk, s in lexical if pk not in hidden][:want_k]
-        if cfg.fusion == "rrf":
-            fused, floor = _rrf(dense, lexical, cfg), 0.0
-        else:
-            channels: list[tuple[Channel, float]] = []
-            if mode != "keyword":
-                channels.append((normalize(dense, d_stats, cfg.fusion, None), cfg.dense_weight))
-            if mode != "dense":
-                kw = normalize(lexical, k_stats, cfg.fusion, 0.0)
-                channels.append((kw, self._keyword_weight(indexes.keyword, query, lexical, mode)))
-            fused, floor = combine(channels)
+            channels.append(DenseChannel(indexes.dense, self.core.query_vectors, cfg))
+        if mode != "dense":
+            channels.append(KeywordChannel(indexes.keyword, cfg))
+        found = [c.search(query, k, allowed, hidden, len(channels) == 1) for c in channels]
+        fused, floor = fuse(found, cfg.fusion, cfg.rrf_k)
 
         def visible(pk: int) -> bool:
             return pk not in hidden and (allowed is None or pk in allowed)
 
         layout = indexes.layout
         fused = smooth(fused, floor, layout, cfg.neighbour_weight, cfg.neighbour_radius, visible)
-        fused = self._hinted(fused, layout, query, now)
-        return self._fuse(cube, fused, dense, lexical, k, now)
-
-    def _keyword_weight(
-        self, keyword: KeywordIndex, query: str, lexical: list[tuple[int, float]], mode: str
-    ) -> float:
-        """The keyword channel's weight for this query (see ``keyword_evidence``)."""
-        cfg = self.core.config
-        if mode != "hybrid":
-            return 1.0
-        if not cfg.keyword_evidence or not lexical:
-            return cfg.keyword_weight
-        share = keyword.coverage(query, [pk for pk, _ in lexical[:EVIDENCE_HITS]])
-        return float(cfg.keyword_weight * share**cfg.keyword_evidence)
+        fused = self._hinted(cfg, fused, layout, query, now)
+        dense = found[0].hits if mode != "keyword" else []
+        lexical = found[-1].hits if mode != "dense" else []
+        return self._rank(cfg, cube, fused, ranks(dense), ranks(lexical), k, now)
 
     def _hinted(
-        self, fused: dict[int, float], layout: CubeLayout, query: str, now: datetime
+        self,
+        cfg: SearchConfig,
+        fused: dict[int, float],
+        layout: CubeLayout,
+        query: str,
+        now: datetime,
     ) -> dict[int, float]:
         """Add the bonuses of the speaker and the period the query names."""
-        cfg = self.core.config
         speaker = named_speaker(query, layout.speakers()) if cfg.speaker_weight else None
         period = named_period(query, now) if cfg.time_weight else None
         if speaker is None and period is None:
@@ -146,26 +116,20 @@ class Retriever:
         with self.core.db.read() as session:
             return store.filtered_pks(session, cube.pk, flt)
 
-    def _fuse(
+    def _rank(
         self,
+        cfg: SearchConfig,
         cube: CubeRef,
         fused: dict[int, float],
-        dense: list[tuple[int, float]],
-        lexical: list[tuple[int, float]],
+        d_rank: dict[int, tuple[int, float]],
+        k_rank: dict[int, tuple[int, float]],
         k: int,
         now: datetime,
     ) -> list[SearchHit]:
-        d_rank, k_rank = _ranks(dense), _ranks(lexical)
-        cfg = self.core.config
-        top = max(fused.values(), default=1.0)
-        if cfg.fusion != "rrf" or top > 1:
-            # Normalized and lifted scores are unbounded: the best candidate scores 1.
-            if top > 1e-12:
-                fused = {pk: f / top for pk, f in fused.items()}
-            else:  # every candidate below the cube's mean (tiny cubes): shift, keep order
-                fused = {pk: f - top + 1.0 for pk, f in fused.items()}
+        """The top ``k``: fused scores scaled so the best is 1, blended with retention."""
+        fused = _scaled(fused, cfg.fusion)
         w = cfg.retention_weight
-        key = {pk: -d_rank.get(pk, (0, -1.0))[1] for pk in fused}
+        tie = {pk: -d_rank.get(pk, (0, -1.0))[1] for pk in fused}  # the closer in meaning first
         if w:
             # One read: the full rows of every candidate that can still make the
             # top k carry the figures retention needs.
@@ -173,11 +137,11 @@ class Retriever:
             retention = self._retention(records, now)
         else:
             # Without retention the order is known already: load only the top k.
-            records = self._hydrate(cube, sorted(fused, key=lambda pk: (-fused[pk], key[pk]))[:k])
+            records = self._hydrate(cube, sorted(fused, key=lambda pk: (-fused[pk], tie[pk]))[:k])
             retention = {}
         final = {pk: (1 - w) * fused[pk] + w * retention.get(pk, 0.0) for pk in records}
         hits = []
-        for pk in sorted(final, key=lambda pk: (-final[pk], key[pk]))[:k]:
+        for pk in sorted(final, key=lambda pk: (-final[pk], tie[pk]))[:k]:
             dr, ds = d_rank.get(pk, (None, None))
             kr, ks = k_rank.get(pk, (None, None))
             parts = ScoreParts(ds, dr, ks, kr, fused[pk], retention.get(pk, 1.0), final[pk])
@@ -203,19 +167,16 @@ class Retriever:
         return records
 
 
-def _rrf(
-    dense: list[tuple[int, float]], lexical: list[tuple[int, float]], cfg: MemosConfig
-) -> dict[int, float]:
-    """Weighted reciprocal-rank fusion, scaled so a first place in every channel scores 1."""
-    d_rank, k_rank = _ranks(dense), _ranks(lexical)
-    w_d, w_k = cfg.dense_weight, cfg.keyword_weight
-    best = (w_d * bool(dense) + w_k * bool(lexical)) / (cfg.rrf_k + 1) or 1.0
-    fused: dict[int, float] = {}
-    for pk in dict.fromkeys([*d_rank, *k_rank]):
-        dr, kr = d_rank.get(pk, (None, 0.0))[0], k_rank.get(pk, (None, 0.0))[0]
-        score = (w_d / (cfg.rrf_k + dr) if dr else 0.0) + (w_k / (cfg.rrf_k + kr) if kr else 0.0)
-        fused[pk] = score / best
-    return fused
+def _scaled(fused: dict[int, float], fusion: str) -> dict[int, float]:
+    """Fused scores with the best candidate at 1 (normalized and lifted scores are
+    unbounded; reciprocal ranks already are at most 1 unless a bonus lifted them)."""
+    top = max(fused.values(), default=1.0)
+    if fusion == "rrf" and top <= 1:
+        return fused
+    if top > 1e-12:
+        return {pk: f / top for pk, f in fused.items()}
+    # every candidate below the cube's mean (tiny cubes): shift, keep the order
+    return {pk: f - top + 1.0 for pk, f in fused.items()}
 
 
 def _contenders(fused: dict[int, float], k: int, w: float) -> list[int]:
@@ -230,14 +191,3 @@ def _contenders(fused: dict[int, float], k: int, w: float) -> list[int]:
     f_k = sorted(fused.values(), reverse=True)[k - 1]
     floor = f_k - w / (1 - w)
     return [pk for pk, f in fused.items() if f >= floor]
-
-
-def _ranks(hits: list[tuple[int, float]]) -> dict[int, tuple[int, float]]:
-    """pk -> (1-based rank, score); equal scores share the best rank of their group."""
-    ranks: dict[int, tuple[int, float]] = {}
-    rank, previous = 0, None
-    for position, (pk, score) in enumerate(hits, 1):
-        if previous is None or not math.isclose(score, previous, rel_tol=1e-6, abs_tol=1e-9):
-            rank, previous = position, score
-        ranks[pk] = (rank, score)
-    return ranks
