@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from memos.records import MemoryRecord, NewItem
-from memos.service.executor import WRITE, WorkQueue, settle
+from memos.service.executor import WRITE, WorkQueue, settle_threadsafe
 
 Store = Callable[[Sequence[NewItem], str], list[MemoryRecord]]
 
@@ -80,19 +80,15 @@ class AddBatcher:
                     self._store_one(cube, item, future)
             else:
                 for (_, future), record in zip(entries, records, strict=True):
-                    _answer(future, record, None)
+                    settle_threadsafe(future, record, None)
 
     def _store_one(self, cube: str, item: NewItem, future: asyncio.Future[MemoryRecord]) -> None:
         try:
             (record,) = self.store([item], cube)
         except Exception as exc:  # handed to its own request
-            _answer(future, None, exc)
+            settle_threadsafe(future, None, exc)
         else:
-            _answer(future, record, None)
-
-
-def _answer(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    future.get_loop().call_soon_threadsafe(settle, future, result, error)
+            settle_threadsafe(future, record, None)
 
 
 def _swallow(task: asyncio.Task[Any]) -> None:

@@ -87,7 +87,8 @@ def state_of(request: Request) -> ServiceState:
     return state
 
 
-def _presented(request: Request) -> str | None:
+def presented_key(request: Request) -> str | None:
+    """The key an ``Authorization: Bearer <key>`` header presents, if any."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
@@ -102,7 +103,7 @@ def caller(request: Request) -> Caller:
             "no-auth", LOCAL_TENANT, None, keys.SCOPES, "", state.core.clock.now(), None
         )
     else:
-        key = state.keys.authenticate(_presented(request))
+        key = state.keys.authenticate(presented_key(request))
     return Caller(key, TenantMemos(state.mem, key.tenant), state)
 
 
@@ -110,7 +111,7 @@ async def caller_of(request: Request) -> Caller:
     """:func:`caller`, answered on the event loop when the key cache holds the key
     and nothing changed (no database read), else in the threadpool."""
     state = state_of(request)
-    key = state.keys.cached(_presented(request)) if state.auth else None
+    key = state.keys.cached(presented_key(request)) if state.auth else None
     if key is not None:
         return Caller(key, TenantMemos(state.mem, key.tenant), state)
     return await run_in_threadpool(caller, request)

@@ -53,9 +53,16 @@ class _Task:
             result, error = self.fn(), None
         except BaseException as exc:  # handed to the awaiting request
             result, error = None, exc
-        # A closed loop (shutdown) has nobody awaiting the answer.
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(settle, self.done, result, error)
+        settle_threadsafe(self.done, result, error)
+
+
+def settle_threadsafe(
+    future: asyncio.Future[Any], result: Any, error: BaseException | None
+) -> None:
+    """From a worker thread: :func:`settle` ``future`` on its loop. A closed loop
+    (shutdown) has nobody awaiting the answer, so it is dropped."""
+    with contextlib.suppress(RuntimeError):
+        future.get_loop().call_soon_threadsafe(settle, future, result, error)
 
 
 def settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -141,11 +148,10 @@ class WorkQueue:
         """(Under the lock) the texts of ``task`` and the queued reads, each once."""
         if task.text is None or self.prime is None:
             return []
-        queued = [t for t in self._lanes[READ] if t.text is not None]
-        texts = [task.text, *(t.text for t in queued if t.text is not None)]
-        task.text = None
-        for other in queued:
-            other.text = None
+        tasks = [task, *self._lanes[READ]]
+        texts = [t.text for t in tasks if t.text is not None]
+        for t in tasks:
+            t.text = None
         return texts
 
     def close(self) -> None:

@@ -3,8 +3,9 @@
 A key reads ``memos_<prefix>_<secret>``: the prefix (12 hex characters) finds
 its row, the SHA-256 of the whole key is compared in constant time. The key
 itself is shown once, by :func:`create_key`, and never stored or logged.
-Every request reads the row again (:func:`authenticate`), so a revocation
-holds on the next request in every worker and every process.
+The service checks keys through a :class:`KeyCache`, which reads the row again
+whenever the database says a key was made or revoked, so a revocation holds on
+the next request in every worker and every process.
 
 Scopes: ``read`` (search, list, get, export), ``write`` (add, update, delete,
 restore, decay) and ``admin`` (purge, import, scheduler, keys). ``admin``
@@ -30,6 +31,7 @@ from memos.validation import check_id, check_tenant, string_problem
 SCOPES = ("read", "write", "admin")
 _IMPLIED = {"admin": {"admin", "write", "read"}, "write": {"write", "read"}, "read": {"read"}}
 _PREFIX_HEX = 12
+_MISSING = "missing API key: send 'Authorization: Bearer <key>'"
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def authenticate(db: Database, presented: str | None) -> KeyInfo:
     The error never repeats the key.
     """
     if not presented:
-        raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+        raise AuthError(_MISSING)
     prefix = key_prefix(presented)
     row = rows.key_by_prefix(db, prefix) if prefix else None
     # Compare even when no row matched, so timing tells nothing about prefixes.
@@ -154,7 +156,7 @@ class KeyCache:
     def authenticate(self, presented: str | None) -> KeyInfo:
         """As :func:`authenticate`, from the cache when nothing changed."""
         if not presented:
-            raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+            raise AuthError(_MISSING)
         self._refresh()
         digest = _hash(presented)
         found = self._keys.get(digest)

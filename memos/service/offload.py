@@ -39,7 +39,7 @@ def offload(
 
     def decorate(route: Route) -> Route:
         kind = typing.get_type_hints(route).get("return")
-        adapter = TypeAdapter(kind) if kind not in (None, type(None)) else None
+        adapter = _adapter(kind) if kind not in (None, type(None)) else None
         signature = inspect.signature(route, eval_str=True)
 
         @functools.wraps(route)

@@ -35,7 +35,7 @@ from memos.lifecycle.inspection import Inspection, inspect_store, item_tiers
 from memos.records import MemoryRecord, State
 from memos.retention import RetentionPolicy
 from memos.service import http_errors
-from memos.service.callers import Caller, caller, state_of
+from memos.service.callers import Caller, caller, presented_key, state_of
 from memos.service.executor import READ, WRITE
 from memos.service.tenancy import TenantMemos
 
@@ -57,7 +57,7 @@ async def _viewer(request: Request) -> Caller | None:
     state = state_of(request)
     if not state.auth:
         return await run_in_threadpool(caller, request)
-    presented = request.cookies.get(COOKIE) or _bearer(request)
+    presented = request.cookies.get(COOKIE) or presented_key(request)
     if not presented:
         return None
     try:
@@ -65,11 +65,6 @@ async def _viewer(request: Request) -> Caller | None:
     except AuthError:
         return None
     return Caller(key, TenantMemos(state.mem, key.tenant), state)
-
-
-def _bearer(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 def _same_origin(request: Request) -> bool:
