@@ -142,8 +142,7 @@ def _worker_config(config: MemosConfig, key: str) -> MemosConfig:
     if config.artifacts is None:
         return config
     home = Path(tempfile.gettempdir()) / f"memos-ray-{key[:16]}"
-    database = config.database_url or f"sqlite:///{config.home / 'memos.db'}"
-    return config.with_(home=home, database_url=database)
+    return config.with_(home=home, database_url=config.url)
 
 
 def _check_reachable(address: str) -> None:
