@@ -141,7 +141,10 @@ class KeyCache:
     The cache is stamped with the change feed's version (see
     :mod:`memos.store.changes`). When the version moves (a write anywhere), the
     keys' revision (:func:`memos.store.keys.keys_revision`, one small read) says
-    whether a key was made or revoked; only then is the cache dropped.
+    whether a key was made or revoked; only then is the cache dropped. Where the
+    feed is not synchronous (PostgreSQL: a notification lands a moment after
+    its commit), the keys' revision is read on every request instead, so a
+    revocation can never be missed by the request right after it.
     """
 
     def __init__(self, db: Database, feed: ChangeFeed, size: int = 10_000) -> None:
@@ -172,13 +175,13 @@ class KeyCache:
     def cached(self, presented: str | None) -> KeyInfo | None:
         """The key's info when the cache can answer with no database read, else
         ``None`` (then call :meth:`authenticate`, off the event loop)."""
-        if not presented or self.feed.version() != self._version:
+        if not presented or not self.feed.synchronous or self.feed.version() != self._version:
             return None
         return self._keys.get(_hash(presented))
 
     def _refresh(self) -> None:
         version = self.feed.version()
-        if version == self._version:
+        if version == self._version and self.feed.synchronous:
             return
         revision = rows.keys_revision(self.db)
         with self._lock:

@@ -39,7 +39,15 @@ CHANNEL = "memos_changes"
 
 
 class ChangeFeed(Protocol):
-    """A counter that moves when the database may have changed."""
+    """A counter that moves when the database may have changed.
+
+    ``synchronous``: a commit that returned before :meth:`version` is asked is
+    always counted (SQLite). PostgreSQL's notifications arrive a moment after
+    the commit, so a cache that must never serve a stale answer (API keys)
+    reads the database itself there.
+    """
+
+    synchronous: bool
 
     def version(self) -> int:
         """The current version (compare with the one a cache was filled at)."""
@@ -52,6 +60,8 @@ class ChangeFeed(Protocol):
 
 class SqliteFeed:
     """``PRAGMA data_version`` on a private connection (see the module docs)."""
+
+    synchronous = True
 
     def __init__(self, path: Path) -> None:
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -81,6 +91,8 @@ class PostgresFeed:
     While the listening connection is down the feed counts as always changed
     (every cache re-reads), so a lost notification can never serve stale data.
     """
+
+    synchronous = False
 
     def __init__(self, url: str) -> None:
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
