@@ -4,9 +4,14 @@ Two memory sets are consolidated, each into its own adapter:
 
 - **invented facts**: "<entity>'s <attribute> is <value>", with entities and
   values made up so the model cannot know them (``--facts``, default 100);
-- **free-form memories** (``benchmarks/data/freeform_facts.json``, written for
-  memos): things users tell an agent in varied shapes ("I moved to Porto in
-  May."), each with two hand-written questions.
+- **free-form memories** (``--freeform``; by default
+  ``benchmarks/data/freeform_heldout.json``: 100 things users tell an agent in
+  their own words, "I finally got my bike fixed by Tomás last week.", with 2 or 3
+  questions each that a person would ask later, written apart from the
+  trainer's question generator and never trained on; the earlier 40-memory set
+  is ``freeform_facts.json``). A reply answers when it holds one of the
+  question's accepted answers, read by :func:`matches`: case, accents,
+  punctuation and thousands separators ignored, number words read as digits.
 
 Each row answers the same questions greedily through the chat template with no
 memory text in the prompt, except "facts in prompt", which answers through
@@ -54,6 +59,7 @@ import statistics
 import sys
 import tempfile
 import time
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,6 +69,7 @@ from torch.nn import functional as F
 
 from memos.config import MemosConfig
 from memos.lm import LanguageModel, greedy, greedy_batch, load_lm
+from memos.parametric import roles
 from memos.parametric import side_memory as sm
 from memos.parametric import training as C
 
@@ -130,22 +137,63 @@ class Sets:
     def freeform_texts(self) -> list[str]:
         return [item["text"] for item in self.freeform]
 
-    def questions(self) -> list[tuple[str, str, str]]:
-        """(part, question, answer) for every question asked."""
+    def questions(self) -> list[tuple[str, str, list[str]]]:
+        """(part, question, accepted answers) for every question asked."""
         asked = [
-            (f"held_out_{i}", t.format(entity=e, attribute=a), v)
+            (f"held_out_{i}", t.format(entity=e, attribute=a), [v])
             for i, t in enumerate(HELD_OUT)
             for e, a, v in self.facts
         ]
         asked += [
-            ("freeform", q, item["answer"]) for item in self.freeform for q in item["questions"]
+            ("freeform", q["question"], q["answers"])
+            for item in self.freeform
+            for q in item["questions"]
         ]
         return asked
+
+
+def freeform_items(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Free-form memories with ``{"question", "answers"}`` questions (the 40-memory set's
+    one answer per memory is every question's answer)."""
+    return [
+        {
+            "text": item["text"],
+            "questions": [
+                q if isinstance(q, dict) else {"question": q, "answers": [item["answer"]]}
+                for q in item["questions"]
+            ],
+        }
+        for item in raw
+    ]
 
 
 def contains(reply: str, answers: list[str]) -> bool:
     text = reply.lower()
     return any(re.search(r"(?<!\w)" + re.escape(a.lower()) + r"(?!\w)", text) for a in answers)
+
+
+NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+        "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "hundred": "100"}
+
+
+def normalized(text: str) -> str:
+    """Words of ``text`` with case, accents, punctuation and thousands separators
+    dropped and number words as digits ("Tomás paid 3,400" → "tomas paid 3400")."""
+    folded = unicodedata.normalize("NFKD", text)
+    folded = "".join(c for c in folded if not unicodedata.combining(c)).lower()
+    folded = re.sub(r"(?<=\d)[,.\s](?=\d{3}\b)", "", folded)
+    return " ".join(NUMBER_WORDS.get(w, w) for w in re.findall(r"[^\W_]+", folded))
+
+
+def matches(reply: str, answers: list[str]) -> bool:
+    """Whether ``reply`` holds one of ``answers`` as whole words, read by :func:`normalized`."""
+    said = f" {normalized(reply)} "
+    return any(f" {normalized(a)} " in said for a in answers if normalized(a))
 
 
 def chat_prompts(lm: LanguageModel, questions: list[str]) -> list[list[int]]:
@@ -250,8 +298,8 @@ def score(
     tokens = []
     asked = [q for q in sets.questions() if q[0].startswith(parts)]
     replies = answer([question for _, question, _ in asked])
-    for (part, _, value), (reply, size) in zip(asked, replies, strict=True):
-        hits.setdefault(part, []).append(contains(reply, [value]))
+    for (part, _, accepted), (reply, size) in zip(asked, replies, strict=True):
+        hits.setdefault(part, []).append(matches(reply, accepted))
         tokens.append(size)
     held = [statistics.mean(h) for p, h in sorted(hits.items()) if p.startswith("held_out")]
     result: dict[str, Any] = {"prompt_tokens": statistics.mean(tokens)}
@@ -528,14 +576,27 @@ def main() -> None:
         help="train the side-GLU gated (the tier's default)",
     )
     parser.add_argument("--parts", default="facts,freeform,prompt")
+    parser.add_argument(
+        "--freeform",
+        default=str(DATA / "freeform_heldout.json"),
+        help="the free-form memories and their held-out questions",
+    )
+    parser.add_argument(
+        "--parser",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train free-form memories on their parsed roles' questions (--no-parser: "
+        "on cloze and topic questions about their salient spans, as without the parse extra)",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "parametric.json"))
     args = parser.parse_args()
     if args.lora_only is not None and (args.no_lora or args.lora_only < 1):
         parser.error("--lora-only takes a step count >= 1 and trains the LoRA (not --no-lora)")
+    roles.use_parser = args.parser
     lm = load_lm("default", MemosConfig.from_env().home)
     sets = Sets(
         invent(args.facts),
-        json.loads((DATA / "freeform_facts.json").read_text()),
+        freeform_items(json.loads(Path(args.freeform).read_text())),
         json.loads((DATA / "locality_questions.json").read_text()),
     )
     config = C.TrainConfig(
@@ -555,6 +616,9 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "fact_count": args.facts,
         "freeform_memories": len(sets.freeform),
+        "freeform_set": Path(args.freeform).name,
+        "freeform_questions": sum(len(item["questions"]) for item in sets.freeform),
+        "freeform_training_questions": "roles" if args.parser and roles.available() else "spans",
         "held_out_wordings": list(HELD_OUT),
     }
     result |= kept_parts(out, result, parts)

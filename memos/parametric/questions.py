@@ -9,10 +9,13 @@ Two kinds of memory text are understood:
 
 - a statement ``<subject> is <value>`` ("My sister's name is Ilse."): the
   questions ask for the subject, the answer is the value;
-- anything else ("I moved to Porto in May."): its salient spans (capitalised
-  words after the first, words with digits; failing those, its last content
-  word, where English puts new information) are the answers, asked for by
-  cloze and topic questions.
+- anything else ("I moved to Porto in May."): each of its roles
+  (:mod:`memos.parametric.roles`: who, what, when, where, how many) is asked
+  the way a person would ask it ("Where did I move in May?"), answered in a
+  full sentence and in a short form. Without the parser (the ``parse``
+  extra), its salient spans (capitalised words after the first, words with
+  digits; failing those, its last content word, where English puts new
+  information) are the answers, asked for by cloze and topic questions.
 
 The wordings used for training (:data:`ASK`) and the wordings used to check an
 adapter after training (:data:`CHECK`) never overlap, so a check measures
@@ -24,7 +27,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from memos.parametric import roles
+
 _STATEMENT = re.compile(r"^(?P<subject>.+?)\s+(?:is|are|was|were)\s+(?P<value>.+?)[.!]?$", re.I)
+# A value that goes on past a value: a second clause, or a verb's -ing form.
+_MORE = re.compile(r"[,;:]| and | but | so |^\w+ing\b", re.I)
 _POSSESSIVE = re.compile(r"^(?P<owner>.+?)'s\s+(?P<attribute>.+)$")
 _SPAN = re.compile(r"\b(?:[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*|\w*\d[\w:./-]*)")
 _VOICE = {
@@ -78,6 +85,12 @@ CHECK = (
 CLOZE = "Fill in the blank from what I told you: {blank}"
 TOPIC = "What did I tell you about this: {topic}?"
 CHECK_CLOZE = "Finish this from memory: {blank}"
+# Training wordings of a role's question: asked plainly (answered in a full
+# sentence) and as a reminder (answered in short).
+ROLE_ASK = "{question}"
+ROLE_REMIND = "Remind me, {question}"
+# The held-out wording of a role's question.
+ROLE_CHECK = "Quick question: {question}"
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,10 @@ def statement(text: str) -> tuple[str, str] | None:
     match = _STATEMENT.match(text.strip())
     if not match:
         return None
-    return match["subject"].strip(), match["value"].strip()
+    value = match["value"].strip()
+    if _MORE.search(value):
+        return None  # "is getting married in ...", "is 43 and ...": more than a value
+    return match["subject"].strip(), value
 
 
 def agent_voice(text: str) -> str:
@@ -145,6 +161,21 @@ def training_questions(text: str) -> list[Question]:
     parsed = statement(text)
     if parsed is not None:
         return _asking(parsed, ASK) + _reordered(parsed)
+    asked = roles.roles(text)
+    if asked:
+        full = agent_voice(text.strip())
+        return [
+            q
+            for role in asked
+            for q in (
+                Question(ROLE_ASK.format(question=role.question), full, role.answer),
+                Question(
+                    ROLE_REMIND.format(question=_lowered(role.question)),
+                    _sentence(role.answer),
+                    role.answer,
+                ),
+            )
+        ]
     questions = []
     for span in spans(text):
         blank = text.strip().replace(span, "___", 1)
@@ -159,10 +190,27 @@ def check_questions(text: str) -> list[Question]:
     parsed = statement(text)
     if parsed is not None:
         return _asking(parsed, CHECK)
+    asked = roles.roles(text)
+    if asked:
+        return [
+            Question(ROLE_CHECK.format(question=role.question), role.answer, role.answer)
+            for role in asked
+        ]
     return [
         Question(CHECK_CLOZE.format(blank=text.strip().replace(span, "___", 1)), span, span)
         for span in spans(text)
     ]
+
+
+def _sentence(answer: str) -> str:
+    """A short answer said as a sentence ("last week" → "Last week.")."""
+    return f"{answer[:1].upper()}{answer[1:]}."
+
+
+def _lowered(question: str) -> str:
+    """A question as it continues a sentence ("Where did I move?" → "where did I move?")."""
+    first, _, rest = question.partition(" ")
+    return " ".join(filter(None, [first.lower(), rest]))
 
 
 def _asking(parsed: tuple[str, str], wordings: tuple[str, ...]) -> list[Question]:
