@@ -69,7 +69,7 @@ from torch.nn import functional as F
 
 from memos.config import MemosConfig
 from memos.lm import LanguageModel, greedy, greedy_batch, load_lm
-from memos.parametric import roles
+from memos.parametric import questions, roles
 from memos.parametric import side_memory as sm
 from memos.parametric import training as C
 
@@ -298,15 +298,20 @@ def score(
     tokens = []
     asked = [q for q in sets.questions() if q[0].startswith(parts)]
     replies = answer([question for _, question, _ in asked])
-    for (part, _, accepted), (reply, size) in zip(asked, replies, strict=True):
-        hits.setdefault(part, []).append(matches(reply, accepted))
+    freeform_replies = []
+    for (part, question, accepted), (reply, size) in zip(asked, replies, strict=True):
+        right = matches(reply, accepted)
+        hits.setdefault(part, []).append(right)
         tokens.append(size)
+        if part == "freeform":
+            freeform_replies.append({"question": question, "reply": reply, "right": right})
     held = [statistics.mean(h) for p, h in sorted(hits.items()) if p.startswith("held_out")]
     result: dict[str, Any] = {"prompt_tokens": statistics.mean(tokens)}
     if held:
         result |= {"question_recall": statistics.mean(held), "per_wording": held}
     if "freeform" in hits:
         result["freeform_recall"] = statistics.mean(hits["freeform"])
+        result["freeform_replies"] = freeform_replies
     return result
 
 
@@ -449,7 +454,9 @@ def run_set(
     base = evaluate(lm, sets, part, None)
     rows: dict[str, Any] = {
         "config": dataclasses.asdict(config),
-        "before": {k: v for k, v in base.items() if not k.startswith("locality_")}
+        "before": {
+            k: v for k, v in base.items() if not k.startswith(("locality_", "freeform_replies"))
+        }
         | {"locality_kept": 1.0, **_right_before(base, sets)},
     }
     if args.lora_only is None:
@@ -584,15 +591,15 @@ def main() -> None:
     parser.add_argument(
         "--parser",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="train free-form memories on their parsed roles' questions (--no-parser: "
-        "on cloze and topic questions about their salient spans, as without the parse extra)",
+        default=questions.ask_roles,
+        help="train free-form memories on their parsed roles' questions (needs the parse "
+        "extra; --no-parser, the tier's default: cloze and topic questions about their spans)",
     )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "parametric.json"))
     args = parser.parse_args()
     if args.lora_only is not None and (args.no_lora or args.lora_only < 1):
         parser.error("--lora-only takes a step count >= 1 and trains the LoRA (not --no-lora)")
-    roles.use_parser = args.parser
+    questions.ask_roles = args.parser
     lm = load_lm("default", MemosConfig.from_env().home)
     sets = Sets(
         invent(args.facts),
@@ -618,7 +625,9 @@ def main() -> None:
         "freeform_memories": len(sets.freeform),
         "freeform_set": Path(args.freeform).name,
         "freeform_questions": sum(len(item["questions"]) for item in sets.freeform),
-        "freeform_training_questions": "roles" if args.parser and roles.available() else "spans",
+        "freeform_training_questions": "roles"
+        if questions.ask_roles and roles.available()
+        else "spans",
         "held_out_wordings": list(HELD_OUT),
     }
     result |= kept_parts(out, result, parts)

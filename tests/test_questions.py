@@ -40,9 +40,9 @@ def test_training_and_check_wordings_never_overlap() -> None:
     ],
 )
 def test_without_the_parser_free_form_memories_are_asked_for_names_numbers_or_last_word(
-    text: str, spans: list[str], monkeypatch: pytest.MonkeyPatch
+    text: str, spans: list[str]
 ) -> None:
-    monkeypatch.setattr(roles, "use_parser", False)
+    assert not questions.ask_roles  # the default
     assert questions.spans(text) == spans
     asked = questions.training_questions(text)
     assert {q.answer for q in asked} == set(spans)
@@ -109,7 +109,10 @@ def test_every_role_of_a_memory_is_asked_the_way_a_person_asks(
 
 
 @needs_parser
-def test_a_role_is_answered_in_a_full_sentence_and_in_short() -> None:
+def test_a_role_is_answered_in_a_full_sentence_and_in_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(questions, "ask_roles", True)
     asked = questions.training_questions("We moved to Porto in May.")
     where = [q for q in asked if q.answer == "Porto"]
     assert [q.prompt for q in where] == [
@@ -125,6 +128,9 @@ def test_a_role_is_answered_in_a_full_sentence_and_in_short() -> None:
 
 
 @needs_parser
-def test_a_memory_with_no_askable_role_falls_back_to_its_spans() -> None:
+def test_a_memory_with_no_askable_role_falls_back_to_its_spans(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(questions, "ask_roles", True)
     assert roles.roles("And so on, as ever.") == []
     assert questions.check_questions("And so on, as ever.") == []

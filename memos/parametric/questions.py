@@ -9,13 +9,14 @@ Two kinds of memory text are understood:
 
 - a statement ``<subject> is <value>`` ("My sister's name is Ilse."): the
   questions ask for the subject, the answer is the value;
-- anything else ("I moved to Porto in May."): each of its roles
+- anything else ("I moved to Porto in May."): its salient spans (capitalised
+  words after the first, words with digits; failing those, its last content
+  word, where English puts new information) are the answers, asked for by
+  cloze and topic questions. With :data:`ask_roles` on (experimental, off by
+  default; it needs the ``parse`` extra), each of its roles instead
   (:mod:`memos.parametric.roles`: who, what, when, where, how many) is asked
   the way a person would ask it ("Where did I move in May?"), answered in a
-  full sentence and in a short form. Without the parser (the ``parse``
-  extra), its salient spans (capitalised words after the first, words with
-  digits; failing those, its last content word, where English puts new
-  information) are the answers, asked for by cloze and topic questions.
+  full sentence and in a short form.
 
 The wordings used for training (:data:`ASK`) and the wordings used to check an
 adapter after training (:data:`CHECK`) never overlap, so a check measures
@@ -85,6 +86,10 @@ CHECK = (
 CLOZE = "Fill in the blank from what I told you: {blank}"
 TOPIC = "What did I tell you about this: {topic}?"
 CHECK_CLOZE = "Finish this from memory: {blank}"
+# Ask free-form memories by their parsed roles (needs the parse extra). Off: at
+# 100 free-form memories this taught the gated adapter less than the span cloze
+# (benchmarks/results/parametric-freeform-roles.json against -spans.json).
+ask_roles = False
 # Training wordings of a role's question: asked plainly (answered in a full
 # sentence) and as a reminder (answered in short).
 ROLE_ASK = "{question}"
@@ -161,7 +166,7 @@ def training_questions(text: str) -> list[Question]:
     parsed = statement(text)
     if parsed is not None:
         return _asking(parsed, ASK) + _reordered(parsed)
-    asked = roles.roles(text)
+    asked = roles.roles(text) if ask_roles else None
     if asked:
         full = agent_voice(text.strip())
         return [
@@ -190,7 +195,7 @@ def check_questions(text: str) -> list[Question]:
     parsed = statement(text)
     if parsed is not None:
         return _asking(parsed, CHECK)
-    asked = roles.roles(text)
+    asked = roles.roles(text) if ask_roles else None
     if asked:
         return [
             Question(ROLE_CHECK.format(question=role.question), role.answer, role.answer)
