@@ -59,13 +59,15 @@ import statistics
 import sys
 import tempfile
 import time
-import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).parent))
+from answers import contains, matches
 
 from memos.config import MemosConfig
 from memos.lm import LanguageModel, greedy, greedy_batch, load_lm
@@ -165,35 +167,6 @@ def freeform_items(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for item in raw
     ]
-
-
-def contains(reply: str, answers: list[str]) -> bool:
-    text = reply.lower()
-    return any(re.search(r"(?<!\w)" + re.escape(a.lower()) + r"(?!\w)", text) for a in answers)
-
-
-NUMBER_WORDS = {
-    word: str(value)
-    for value, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen "
-        "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
-    )
-} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "hundred": "100"}
-
-
-def normalized(text: str) -> str:
-    """Words of ``text`` with case, accents, punctuation and thousands separators
-    dropped and number words as digits ("Tomás paid 3,400" → "tomas paid 3400")."""
-    folded = unicodedata.normalize("NFKD", text)
-    folded = "".join(c for c in folded if not unicodedata.combining(c)).lower()
-    folded = re.sub(r"(?<=\d)[,.\s](?=\d{3}\b)", "", folded)
-    return " ".join(NUMBER_WORDS.get(w, w) for w in re.findall(r"[^\W_]+", folded))
-
-
-def matches(reply: str, answers: list[str]) -> bool:
-    """Whether ``reply`` holds one of ``answers`` as whole words, read by :func:`normalized`."""
-    said = f" {normalized(reply)} "
-    return any(f" {normalized(a)} " in said for a in answers if normalized(a))
 
 
 def chat_prompts(lm: LanguageModel, questions: list[str]) -> list[list[int]]:

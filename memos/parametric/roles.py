@@ -88,7 +88,7 @@ def roles(text: str) -> list[Role] | None:
         if not _is_target(token):
             continue
         role = _role(doc, token)
-        if role is not None and role.answer.lower() not in seen and role.question:
+        if role is not None and role.answer.lower() not in seen:
             seen.add(role.answer.lower())
             found.append(role)
     return found
